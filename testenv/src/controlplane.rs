@@ -1,0 +1,364 @@
+//! A real local Kubernetes control plane: etcd, kube-apiserver and
+//! kube-controller-manager as processes on loopback.
+//!
+//! This is the envtest model plus the controller manager, so that garbage
+//! collection, namespace deletion and ServiceAccount tokens behave as in a real
+//! cluster. There is no kubelet and no scheduler: pods can be created and listed
+//! but never run, which is all an RBAC operator's tests need.
+
+use crate::binaries::Binaries;
+use crate::kubeconfig::{Credentials, render_kubeconfig};
+use crate::pki::Pki;
+use crate::process::{register, spawn_guarded, stop_child, unregister};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{Api, Client};
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The user name of the admin client certificate (group `system:masters`).
+pub const ADMIN_USER: &str = "msp-testenv:admin";
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where a control plane keeps its state.
+#[derive(Clone, Debug, Default)]
+pub struct ControlPlaneOptions {
+    /// State directory (certificates, etcd data, logs, kubeconfig). A fresh
+    /// temporary directory, removed on stop, when `None`.
+    pub dir: Option<PathBuf>,
+    /// Start kube-controller-manager (default true via [`ControlPlaneOptions::full`]).
+    pub skip_controller_manager: bool,
+}
+
+/// A running local control plane. Dropping it stops every process.
+#[derive(Debug)]
+pub struct LocalControlPlane {
+    id: u64,
+    dir: PathBuf,
+    remove_dir: bool,
+    children: Vec<(String, Child)>,
+    pki: Pki,
+    server: String,
+    admin_kubeconfig: PathBuf,
+    binaries: Binaries,
+    /// How long `start` took, for reporting.
+    pub startup: Duration,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Removes state directories of earlier runs whose process no longer exists
+/// (a test binary killed by a signal cannot clean up after itself).
+fn sweep_stale_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("msp-testenv-") else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+impl LocalControlPlane {
+    /// Starts etcd, kube-apiserver and kube-controller-manager and waits until
+    /// the API server is ready and the controller manager is working.
+    pub async fn start(options: ControlPlaneOptions) -> anyhow::Result<Self> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let started = Instant::now();
+        let binaries = tokio::task::spawn_blocking(Binaries::locate).await??;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let (dir, remove_dir) = match options.dir {
+            Some(dir) => {
+                if dir.exists() {
+                    fs::remove_dir_all(&dir)?;
+                }
+                (dir, false)
+            }
+            None => {
+                sweep_stale_dirs();
+                let dir = std::env::temp_dir().join(format!(
+                    "msp-testenv-{}-{id}-{}",
+                    std::process::id(),
+                    started.elapsed().as_nanos() % 1_000_000
+                ));
+                (dir, std::env::var_os("MSP_TESTENV_KEEP_DIR").is_none())
+            }
+        };
+        fs::create_dir_all(dir.join("etcd"))?;
+        fs::create_dir_all(dir.join("apiserver-certs"))?;
+
+        let pki = Pki::generate()?;
+        let serving = pki.serving_cert()?;
+        let files = [
+            ("server-ca.crt", pki.server_ca_pem()),
+            ("client-ca.crt", pki.client_ca_pem()),
+            ("client-ca.key", pki.client_ca_key_pem()),
+            ("apiserver.crt", serving.cert_pem.clone()),
+            ("apiserver.key", serving.key_pem.clone()),
+            ("sa.key", pki.service_account_key.serialize_pem()),
+            ("sa.pub", pki.service_account_key.public_key_pem()),
+        ];
+        for (name, content) in files {
+            write_private(&dir.join(name), &content)?;
+        }
+
+        let etcd_port = free_port()?;
+        let peer_port = free_port()?;
+        let api_port = free_port()?;
+        let server = format!("https://127.0.0.1:{api_port}");
+        let mut plane = Self {
+            id,
+            dir: dir.clone(),
+            remove_dir,
+            children: Vec::new(),
+            pki,
+            server: server.clone(),
+            admin_kubeconfig: dir.join("admin.kubeconfig"),
+            binaries,
+            startup: Duration::ZERO,
+        };
+        let d = |name: &str| dir.join(name).display().to_string();
+
+        plane.spawn(
+            "etcd",
+            &plane.binaries.etcd.clone(),
+            vec![
+                "--name=default".into(),
+                format!("--data-dir={}", d("etcd")),
+                format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+                format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"),
+                // Test data is thrown away: durability buys nothing here and
+                // fsync dominates write latency on small VMs.
+                "--unsafe-no-fsync=true".into(),
+                "--log-level=warn".into(),
+            ],
+        )?;
+
+        plane.spawn(
+            "kube-apiserver",
+            &plane.binaries.kube_apiserver.clone(),
+            vec![
+                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={api_port}"),
+                format!("--cert-dir={}", d("apiserver-certs")),
+                format!("--tls-cert-file={}", d("apiserver.crt")),
+                format!("--tls-private-key-file={}", d("apiserver.key")),
+                format!("--client-ca-file={}", d("client-ca.crt")),
+                "--authorization-mode=RBAC".into(),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-account-key-file={}", d("sa.pub")),
+                format!("--service-account-signing-key-file={}", d("sa.key")),
+                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                "--allow-privileged=true".into(),
+                "--v=1".into(),
+            ],
+        )?;
+
+        let admin = plane.pki.client_cert(ADMIN_USER, &["system:masters"])?;
+        write_private(
+            &plane.admin_kubeconfig,
+            &render_kubeconfig(
+                &server,
+                &plane.pki.server_ca_pem(),
+                ADMIN_USER,
+                &Credentials::ClientCertificate(admin),
+            ),
+        )?;
+        let client = plane.admin_client().await?;
+        plane.wait_ready(&client).await?;
+
+        if !options.skip_controller_manager {
+            let kcm_user = "system:kube-controller-manager";
+            let kcm = plane.pki.client_cert(kcm_user, &[])?;
+            write_private(
+                &dir.join("kube-controller-manager.kubeconfig"),
+                &render_kubeconfig(
+                    &server,
+                    &plane.pki.server_ca_pem(),
+                    kcm_user,
+                    &Credentials::ClientCertificate(kcm),
+                ),
+            )?;
+            plane.spawn(
+                "kube-controller-manager",
+                &plane.binaries.kube_controller_manager.clone(),
+                vec![
+                    format!("--kubeconfig={}", d("kube-controller-manager.kubeconfig")),
+                    "--secure-port=0".into(),
+                    "--leader-elect=false".into(),
+                    "--use-service-account-credentials=true".into(),
+                    format!("--service-account-private-key-file={}", d("sa.key")),
+                    format!("--root-ca-file={}", d("server-ca.crt")),
+                    format!("--cluster-signing-cert-file={}", d("client-ca.crt")),
+                    format!("--cluster-signing-key-file={}", d("client-ca.key")),
+                    "--v=1".into(),
+                ],
+            )?;
+            // The ServiceAccount controller creating `default` in `default`
+            // shows the controller manager is connected and running.
+            let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
+            plane
+                .wait_until("kube-controller-manager to create default/default", || {
+                    let accounts = accounts.clone();
+                    async move { matches!(accounts.get_opt("default").await, Ok(Some(_))) }
+                })
+                .await?;
+        }
+        plane.startup = started.elapsed();
+        Ok(plane)
+    }
+
+    fn spawn(&mut self, name: &str, binary: &Path, args: Vec<String>) -> anyhow::Result<()> {
+        let log = fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = spawn_guarded(command)
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))?;
+        register(
+            self.id,
+            child.id(),
+            self.remove_dir.then(|| self.dir.clone()),
+        );
+        self.children.push((name.to_string(), child));
+        Ok(())
+    }
+
+    /// Fails fast, with the log's tail, when a process died during startup.
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        for (name, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                anyhow::bail!(
+                    "{name} exited during startup ({status}); last lines of {}:\n{}",
+                    self.dir.join(format!("{name}.log")).display(),
+                    tail(&self.dir.join(format!("{name}.log")), 30)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_until<F, Fut>(&mut self, what: &str, mut probe: F) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            self.check_alive()?;
+            if probe().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "timed out after {START_TIMEOUT:?} waiting for {what}; logs are in {}",
+                    self.dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_ready(&mut self, client: &Client) -> anyhow::Result<()> {
+        let client = client.clone();
+        self.wait_until("kube-apiserver /readyz", || {
+            let client = client.clone();
+            async move {
+                let request = http::Request::get("/readyz").body(Vec::new());
+                match request {
+                    Ok(request) => client.request_text(request).await.is_ok_and(|t| t == "ok"),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await
+    }
+
+    /// The API server URL (`https://127.0.0.1:PORT`).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Path of a kubeconfig with cluster-admin rights (group `system:masters`).
+    pub fn admin_kubeconfig(&self) -> &Path {
+        &self.admin_kubeconfig
+    }
+
+    /// The state directory (logs are `<component>.log` in it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The binaries this control plane runs.
+    pub fn binaries(&self) -> &Binaries {
+        &self.binaries
+    }
+
+    /// The key material (to mint client certificates for any user).
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    /// A new admin client on the current tokio runtime.
+    pub async fn admin_client(&self) -> anyhow::Result<Client> {
+        let yaml = fs::read_to_string(&self.admin_kubeconfig)?;
+        crate::kubeconfig::client_from_yaml(&yaml).await
+    }
+
+    /// Stops every process (controller manager first, etcd last) and removes
+    /// the state directory if it was a temporary one.
+    pub fn stop(&mut self) {
+        for (_, child) in self.children.iter_mut().rev() {
+            stop_child(child, Duration::from_secs(5));
+        }
+        self.children.clear();
+        unregister(self.id);
+        if self.remove_dir {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for LocalControlPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(content.as_bytes())
+}
