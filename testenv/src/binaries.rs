@@ -69,8 +69,8 @@ impl Binaries {
         // API server unless the user pointed KUBEBUILDER_ASSETS at one.
         let kubectl_from_assets = std::env::var_os("KUBEBUILDER_ASSETS")
             .and_then(|dir| in_dir(Path::new(&dir), "kubectl"));
-        let need_build = found[..3].iter().any(|(_, path)| path.is_none())
-            || kubectl_from_assets.is_none();
+        let need_build =
+            found[..3].iter().any(|(_, path)| path.is_none()) || kubectl_from_assets.is_none();
         let built = if need_build {
             Some(build_from_source()?)
         } else {

@@ -22,6 +22,16 @@ use std::time::{Duration, Instant};
 /// The user name of the admin client certificate (group `system:masters`).
 pub const ADMIN_USER: &str = "msp-testenv:admin";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Audit every write (at Metadata level) so tests can count the write
+/// requests a component makes, as the API server saw them.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+";
 
 /// Where a control plane keeps its state.
 #[derive(Clone, Debug, Default)]
@@ -114,6 +124,7 @@ impl LocalControlPlane {
             ("apiserver.key", serving.key_pem.clone()),
             ("sa.key", pki.service_account_key.serialize_pem()),
             ("sa.pub", pki.service_account_key.public_key_pem()),
+            ("audit-policy.yaml", AUDIT_POLICY.to_string()),
         ];
         for (name, content) in files {
             write_private(&dir.join(name), &content)?;
@@ -172,6 +183,9 @@ impl LocalControlPlane {
                 format!("--service-account-signing-key-file={}", d("sa.key")),
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--allow-privileged=true".into(),
+                format!("--audit-policy-file={}", d("audit-policy.yaml")),
+                format!("--audit-log-path={}", d("audit.log")),
+                "--audit-log-format=json".into(),
                 "--v=1".into(),
             ],
         )?;
@@ -315,6 +329,35 @@ impl LocalControlPlane {
         &self.dir
     }
 
+    /// The API server's audit log: one JSON event per write request.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    /// Write requests made by `user` so far, as `VERB resource namespace/name`
+    /// lines from the audit log.
+    pub fn writes_by(&self, user: &str) -> Vec<String> {
+        let text = fs::read_to_string(self.audit_log()).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["user"]["username"] == user)
+            .map(|event| {
+                let object = &event["objectRef"];
+                format!(
+                    "{} {}{} {}/{}",
+                    event["verb"].as_str().unwrap_or(""),
+                    object["resource"].as_str().unwrap_or(""),
+                    object["subresource"]
+                        .as_str()
+                        .map(|s| format!("/{s}"))
+                        .unwrap_or_default(),
+                    object["namespace"].as_str().unwrap_or(""),
+                    object["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
     /// The binaries this control plane runs.
     pub fn binaries(&self) -> &Binaries {
         &self.binaries
@@ -352,8 +395,8 @@ impl Drop for LocalControlPlane {
 }
 
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)

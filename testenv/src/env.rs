@@ -27,7 +27,7 @@ pub const EXISTING_CLUSTER_ENV: &str = "MSP_TEST_KUBECONFIG";
 pub const TEST_NAMESPACE_LABEL: &str = "msp-testenv.io/test";
 
 enum Backend {
-    Local(LocalControlPlane),
+    Local(Box<LocalControlPlane>),
     Existing { kubectl: PathBuf },
 }
 
@@ -77,10 +77,7 @@ impl TestEnv {
         if let Some(path) = std::env::var_os(EXISTING_CLUSTER_ENV) {
             let kubeconfig_path = PathBuf::from(path);
             let kubeconfig_yaml = std::fs::read_to_string(&kubeconfig_path).map_err(|e| {
-                anyhow::anyhow!(
-                    "{EXISTING_CLUSTER_ENV}={}: {e}",
-                    kubeconfig_path.display()
-                )
+                anyhow::anyhow!("{EXISTING_CLUSTER_ENV}={}: {e}", kubeconfig_path.display())
             })?;
             let kubectl = std::env::var_os("KUBEBUILDER_ASSETS")
                 .map(|d| Path::new(&d).join("kubectl"))
@@ -102,7 +99,7 @@ impl TestEnv {
             plane.dir().display()
         );
         Ok(Self {
-            backend: Backend::Local(plane),
+            backend: Backend::Local(Box::new(plane)),
             kubeconfig_path,
             kubeconfig_yaml,
         })
@@ -290,10 +287,13 @@ impl ClusterEndpoint {
             .first()
             .and_then(|c| c.cluster.clone())
             .ok_or_else(|| anyhow::anyhow!("kubeconfig has no cluster"))?;
-        let ca_pem = match (cluster.certificate_authority_data, cluster.certificate_authority) {
-            (Some(data), _) => String::from_utf8(
-                base64::engine::general_purpose::STANDARD.decode(data.trim())?,
-            )?,
+        let ca_pem = match (
+            cluster.certificate_authority_data,
+            cluster.certificate_authority,
+        ) {
+            (Some(data), _) => {
+                String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data.trim())?)?
+            }
             (None, Some(path)) => std::fs::read_to_string(path)?,
             (None, None) => anyhow::bail!("kubeconfig cluster has no CA"),
         };

@@ -23,7 +23,10 @@ pub fn parse_documents(yaml: &str) -> anyhow::Result<Vec<DynamicObject>> {
 
 use serde::Deserialize;
 
-async fn resolve(client: &Client, gvk: &GroupVersionKind) -> anyhow::Result<(ApiResource, ApiCapabilities)> {
+async fn resolve(
+    client: &Client,
+    gvk: &GroupVersionKind,
+) -> anyhow::Result<(ApiResource, ApiCapabilities)> {
     // A CRD applied a moment ago may not be in discovery yet: retry briefly.
     let mut last = None;
     for _ in 0..50 {
@@ -33,7 +36,9 @@ async fn resolve(client: &Client, gvk: &GroupVersionKind) -> anyhow::Result<(Api
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(anyhow::anyhow!("{gvk:?} is not served by the API server: {last:?}"))
+    Err(anyhow::anyhow!(
+        "{gvk:?} is not served by the API server: {last:?}"
+    ))
 }
 
 /// Server-side applies every object in `yaml` with `field_manager` (forcing

@@ -63,7 +63,9 @@ where
         match probe().await {
             Ok(value) => return Ok(value),
             Err(observed) if Instant::now() >= deadline => {
-                anyhow::bail!("timed out after {timeout:?} waiting for {what}; last observed: {observed}")
+                anyhow::bail!(
+                    "timed out after {timeout:?} waiting for {what}; last observed: {observed}"
+                )
             }
             Err(_) => tokio::time::sleep(POLL).await,
         }
