@@ -66,7 +66,12 @@ async fn who_am_i(client: Client) -> (String, Vec<String>) {
 #[tokio::test]
 async fn server_reports_a_real_release() {
     let env = TestEnv::shared();
-    let version = env.client().await.apiserver_version().await.expect("version");
+    let version = env
+        .client()
+        .await
+        .apiserver_version()
+        .await
+        .expect("version");
     assert_eq!(version.major, "1");
     let minor: u32 = version.minor.trim_end_matches('+').parse().expect("minor");
     assert!(
@@ -250,10 +255,7 @@ async fn namespace_deletion_completes() {
         async move {
             match namespaces.get_opt(&name).await {
                 Ok(None) => Ok(()),
-                Ok(Some(ns)) => Err(format!(
-                    "phase {:?}",
-                    ns.status.and_then(|s| s.phase)
-                )),
+                Ok(Some(ns)) => Err(format!("phase {:?}", ns.status.and_then(|s| s.phase))),
                 Err(e) => Err(e.to_string()),
             }
         }
@@ -300,16 +302,20 @@ async fn garbage_collection_removes_dependents() {
     api.delete("owner", &DeleteParams::background())
         .await
         .expect("delete owner");
-    wait_until(TIMEOUT, "the garbage collector to delete the dependent", || {
-        let api = api.clone();
-        async move {
-            match api.get_opt("dependent").await {
-                Ok(None) => Ok(()),
-                Ok(Some(_)) => Err("dependent still exists".to_string()),
-                Err(e) => Err(e.to_string()),
+    wait_until(
+        TIMEOUT,
+        "the garbage collector to delete the dependent",
+        || {
+            let api = api.clone();
+            async move {
+                match api.get_opt("dependent").await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(_)) => Err("dependent still exists".to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-        }
-    })
+        },
+    )
     .await
     .expect("dependent collected");
     assert!(api.get_opt("owner").await.expect("get").is_none());

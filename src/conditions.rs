@@ -1,0 +1,171 @@
+//! Status conditions: types, reasons, and the kstatus rules they follow.
+//!
+//! `Ready` is always present. `Reconciling` and `Stalled` (kstatus) are present
+//! only while they hold, as Flux does, so Flux health checks, Argo CD and
+//! `kubectl wait --for=condition=Ready` read them directly. Every condition
+//! carries the `observedGeneration` it describes. `lastTransitionTime` changes
+//! only when a condition's status does, so an unchanged world yields an
+//! identical status and no write.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Condition types.
+pub mod types {
+    /// The object is fully reconciled and its grants are in force.
+    pub const READY: &str = "Ready";
+    /// kstatus: work is in progress (present only when True).
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: progress needs a change by someone (present only when True).
+    pub const STALLED: &str = "Stalled";
+    /// The offer, plan, version, eligibility and roles are valid.
+    pub const ACCEPTED: &str = "Accepted";
+    /// The plan has a newer version than the accepted one.
+    pub const UPDATE_AVAILABLE: &str = "UpdateAvailable";
+    /// The accepted offer still exists.
+    pub const OFFER_AVAILABLE: &str = "OfferAvailable";
+}
+
+/// Why a condition has its status. Each variant's doc says when it is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// All grants of the accepted version are in place.
+    Granted,
+    /// Grants are being applied, or some namespace is not ready yet.
+    Progressing,
+    /// The offer, plan and version exist, the customer is eligible, and every
+    /// role is delegable.
+    Valid,
+    /// The referenced ManagedServiceOffer does not exist (and nothing was accepted before).
+    OfferNotFound,
+    /// The offer has no plan of that name.
+    PlanNotFound,
+    /// `spec.planVersion` is not the plan's published version.
+    VersionNotPublished,
+    /// The plan is Private and the customer's tenant is not in its audience.
+    NotInAudience,
+    /// The customer's tenant is the provider's own tenant.
+    SameTenant,
+    /// A namespace in `spec.namespaces` belongs to another tenant.
+    ForeignNamespace,
+    /// An authorization's role is not delegable (missing, unlabeled, or too powerful).
+    RoleNotDelegable,
+    /// A ServiceAccount principal lives outside the offer's namespace.
+    InvalidPrincipal,
+    /// Writing grants failed; retried with backoff.
+    ApplyFailed,
+    /// The accepted version is the latest.
+    UpToDate,
+    /// The provider published a newer plan version.
+    NewerVersionPublished,
+    /// The offer exists.
+    OfferPresent,
+    /// The offer was deleted; grants of the accepted version stay in force.
+    OfferDeleted,
+    /// Offer: every plan is valid and published.
+    Published,
+    /// Offer: a plan has an authorization that cannot be granted.
+    InvalidAuthorization,
+}
+
+impl Reason {
+    /// The reason as written in a condition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Granted => "Granted",
+            Reason::Progressing => "Progressing",
+            Reason::Valid => "Valid",
+            Reason::OfferNotFound => "OfferNotFound",
+            Reason::PlanNotFound => "PlanNotFound",
+            Reason::VersionNotPublished => "VersionNotPublished",
+            Reason::NotInAudience => "NotInAudience",
+            Reason::SameTenant => "SameTenant",
+            Reason::ForeignNamespace => "ForeignNamespace",
+            Reason::RoleNotDelegable => "RoleNotDelegable",
+            Reason::InvalidPrincipal => "InvalidPrincipal",
+            Reason::ApplyFailed => "ApplyFailed",
+            Reason::UpToDate => "UpToDate",
+            Reason::NewerVersionPublished => "NewerVersionPublished",
+            Reason::OfferPresent => "OfferPresent",
+            Reason::OfferDeleted => "OfferDeleted",
+            Reason::Published => "Published",
+            Reason::InvalidAuthorization => "InvalidAuthorization",
+        }
+    }
+}
+
+/// Builds a condition list, keeping `lastTransitionTime` of conditions whose
+/// status did not change.
+pub struct Conditions<'a> {
+    previous: &'a [Condition],
+    generation: Option<i64>,
+    now: Time,
+    out: Vec<Condition>,
+}
+
+impl<'a> Conditions<'a> {
+    /// Starts from the previous conditions of an object at `generation`.
+    pub fn new(previous: &'a [Condition], generation: Option<i64>, now: Time) -> Self {
+        Self {
+            previous,
+            generation,
+            now,
+            out: Vec::new(),
+        }
+    }
+
+    /// Sets a condition.
+    pub fn set(&mut self, type_: &str, status: bool, reason: Reason, message: impl Into<String>) {
+        let status = if status { "True" } else { "False" };
+        let last_transition_time = self
+            .previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| self.now.clone());
+        self.out.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.as_str().into(),
+            message: message.into(),
+            observed_generation: self.generation,
+            last_transition_time,
+        });
+    }
+
+    /// The conditions, in the order set.
+    pub fn finish(self) -> Vec<Condition> {
+        self.out
+    }
+}
+
+/// True when `conditions` has `type_` with status True.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("time"))
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_changes() {
+        let mut first = Conditions::new(&[], Some(1), at(100));
+        first.set(types::READY, false, Reason::Progressing, "applying");
+        let first = first.finish();
+        let mut same = Conditions::new(&first, Some(2), at(200));
+        same.set(types::READY, false, Reason::Progressing, "still applying");
+        let same = same.finish();
+        assert_eq!(same[0].last_transition_time, at(100));
+        assert_eq!(same[0].observed_generation, Some(2));
+        let mut flipped = Conditions::new(&same, Some(2), at(300));
+        flipped.set(types::READY, true, Reason::Granted, "done");
+        assert_eq!(flipped.finish()[0].last_transition_time, at(300));
+    }
+}

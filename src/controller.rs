@@ -1,0 +1,1058 @@
+//! The controllers: Delegation (grants) and ManagedServiceOffer (status).
+//!
+//! Delegation reconcile is a pipeline: **resolve** everything from watch caches
+//! (no LIST per reconcile) → **validate** ([`crate::validate::decide`], pure) →
+//! **build** the desired RBAC objects ([`crate::desired::build`], pure) →
+//! **apply** only what differs from the cache (server-side apply, one field
+//! manager) and prune what no longer belongs → **update status** only when it
+//! changed. When everything already matches, a reconcile writes nothing.
+//! Deleting a Delegation runs the cleanup behind a finalizer, because grants
+//! live in other namespaces where owner references cannot reach.
+
+use crate::api::{
+    Delegation, DelegationStatus, ManagedServiceOffer, ManagedServiceOfferStatus, NamespaceStatus,
+    PlanStatus,
+};
+use crate::conditions::{Conditions, Reason, is_true, types};
+use crate::desired::{self, Desired};
+use crate::names;
+use crate::roles;
+use crate::snapshot;
+use crate::validate::{self, Decision, NamespaceInfo, NamespaceState};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// Errors of one reconcile; all are retried with backoff.
+#[derive(thiserror::Error, Debug)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    /// The finalizer machinery failed (adding/removing it, or the cleanup).
+    #[error("finalizer error: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// Some grants could not be written; the others were.
+    #[error("could not apply grants: {0}")]
+    Grants(String),
+    /// An object without a namespace where one is required.
+    #[error("{0} has no namespace")]
+    NoNamespace(String),
+}
+
+/// Settings of the controllers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Reconciles running at once, per controller.
+    pub concurrency: u16,
+    /// Full re-check of every object this often, even without events.
+    pub resync: Duration,
+    /// Name reported as the source of Events.
+    pub reporter: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            resync: Duration::from_secs(600),
+            reporter: "msp-operator".into(),
+        }
+    }
+}
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// Kubernetes client (the operator's own identity).
+    pub client: Client,
+    /// Every offer, by namespace/name.
+    pub offers: Store<ManagedServiceOffer>,
+    /// Every delegation.
+    pub delegations: Store<Delegation>,
+    /// Namespace metadata (labels for tenancy, deletion state).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Every ClusterRole (delegability, aggregation included).
+    pub cluster_roles: Store<ClusterRole>,
+    /// RoleBindings managed by the operator.
+    pub role_bindings: Store<RoleBinding>,
+    /// Roles managed by the operator (the deleter Roles).
+    pub roles: Store<Role>,
+    /// Snapshots of accepted plan versions.
+    pub revisions: Store<ControllerRevision>,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Settings.
+    pub settings: Settings,
+}
+
+impl Context {
+    /// Waits until every cache has its initial list; reconciles never act on
+    /// a partial view (an empty offer cache would read as "offer deleted").
+    async fn caches_ready(&self) {
+        let _ = tokio::join!(
+            self.offers.wait_until_ready(),
+            self.delegations.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.cluster_roles.wait_until_ready(),
+            self.role_bindings.wait_until_ready(),
+            self.roles.wait_until_ready(),
+            self.revisions.wait_until_ready(),
+        );
+    }
+
+    fn namespace_info(&self, name: &str) -> Option<NamespaceInfo> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|ns| NamespaceInfo {
+                tenant: validate::tenant_of(name, ns.labels()),
+                terminating: ns.metadata.deletion_timestamp.is_some(),
+            })
+    }
+}
+
+fn belongs_to(labels: &BTreeMap<String, String>, namespace: &str, name: &str) -> bool {
+    labels
+        .get(names::DELEGATION_NAMESPACE_LABEL)
+        .map(String::as_str)
+        == Some(namespace)
+        && labels.get(names::DELEGATION_LABEL).map(String::as_str) == Some(name)
+}
+
+fn delegation_of(labels: &BTreeMap<String, String>) -> Option<ObjectRef<Delegation>> {
+    Some(
+        ObjectRef::new(labels.get(names::DELEGATION_LABEL)?)
+            .within(labels.get(names::DELEGATION_NAMESPACE_LABEL)?),
+    )
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Outcome of applying one delegation's desired objects.
+#[derive(Default)]
+struct Applied {
+    /// Objects written because they were missing or had drifted.
+    repaired: usize,
+    /// Objects created for the first time or deleted as no longer wanted.
+    changed: usize,
+    /// Per namespace: the first error.
+    errors: BTreeMap<String, String>,
+}
+
+async fn apply_grants(
+    ctx: &Context,
+    delegation: &Delegation,
+    desired: &Desired,
+    previously_ready: bool,
+) -> Applied {
+    let params = PatchParams::apply(names::FIELD_MANAGER).force();
+    let namespace = delegation.namespace().unwrap_or_default();
+    let name = delegation.name_any();
+    let mut applied = Applied::default();
+
+    let wanted_roles: BTreeSet<(String, String)> = desired
+        .roles
+        .iter()
+        .map(|r| (r.namespace().unwrap_or_default(), r.name_any()))
+        .collect();
+    for role in &desired.roles {
+        let ns = role.namespace().unwrap_or_default();
+        let existing = ctx.roles.get(&ObjectRef::new(&role.name_any()).within(&ns));
+        if existing
+            .as_deref()
+            .is_some_and(|e| desired::role_matches(e, role))
+        {
+            continue;
+        }
+        let api: Api<Role> = Api::namespaced(ctx.client.clone(), &ns);
+        match api
+            .patch(&role.name_any(), &params, &Patch::Apply(role))
+            .await
+        {
+            Ok(_) if existing.is_some() || previously_ready => applied.repaired += 1,
+            Ok(_) => applied.changed += 1,
+            Err(e) => {
+                applied.errors.entry(ns).or_insert_with(|| e.to_string());
+            }
+        }
+    }
+
+    let wanted: BTreeSet<(String, String)> = desired
+        .role_bindings
+        .iter()
+        .map(|rb| (rb.namespace().unwrap_or_default(), rb.name_any()))
+        .collect();
+    for binding in &desired.role_bindings {
+        let ns = binding.namespace().unwrap_or_default();
+        if applied.errors.contains_key(&ns) {
+            continue;
+        }
+        let existing = ctx
+            .role_bindings
+            .get(&ObjectRef::new(&binding.name_any()).within(&ns));
+        if existing
+            .as_deref()
+            .is_some_and(|e| desired::role_binding_matches(e, binding))
+        {
+            continue;
+        }
+        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &ns);
+        let result = match existing.as_deref() {
+            // roleRef is immutable: a binding whose roleRef was changed behind
+            // our back (delete + create) is replaced.
+            Some(e) if e.role_ref != binding.role_ref => {
+                let _ = api
+                    .delete(&binding.name_any(), &DeleteParams::default())
+                    .await;
+                api.patch(&binding.name_any(), &params, &Patch::Apply(binding))
+                    .await
+            }
+            _ => {
+                api.patch(&binding.name_any(), &params, &Patch::Apply(binding))
+                    .await
+            }
+        };
+        match result {
+            Ok(_) if existing.is_some() || previously_ready => applied.repaired += 1,
+            Ok(_) => applied.changed += 1,
+            Err(e) => {
+                applied.errors.entry(ns).or_insert_with(|| e.to_string());
+            }
+        }
+    }
+
+    // Prune what this delegation manages but no longer wants.
+    for existing in ctx.role_bindings.state() {
+        let key = (
+            existing.namespace().unwrap_or_default(),
+            existing.name_any(),
+        );
+        if belongs_to(existing.labels(), &namespace, &name) && !wanted.contains(&key) {
+            let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), &key.0);
+            match api.delete(&key.1, &DeleteParams::default()).await {
+                Ok(_) => applied.changed += 1,
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    applied.errors.entry(key.0).or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+    for existing in ctx.roles.state() {
+        let key = (
+            existing.namespace().unwrap_or_default(),
+            existing.name_any(),
+        );
+        if belongs_to(existing.labels(), &namespace, &name) && !wanted_roles.contains(&key) {
+            let api: Api<Role> = Api::namespaced(ctx.client.clone(), &key.0);
+            match api.delete(&key.1, &DeleteParams::default()).await {
+                Ok(_) => applied.changed += 1,
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    applied.errors.entry(key.0).or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+    applied
+}
+
+/// The status a delegation should have (pure).
+fn delegation_status(
+    delegation: &Delegation,
+    decision: &Decision,
+    desired: &Desired,
+    applied: &Applied,
+    at: Time,
+) -> DelegationStatus {
+    let previous = delegation
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = delegation.metadata.generation;
+    let mut conditions = Conditions::new(previous, generation, at);
+    let mut namespaces = Vec::new();
+    let mut applied_version = None;
+    match &decision.outcome {
+        Ok(accepted) => {
+            applied_version = Some(accepted.plan.version.clone());
+            conditions.set(
+                types::ACCEPTED,
+                true,
+                Reason::Valid,
+                format!(
+                    "plan {:?} version {} of offer {}/{} is accepted",
+                    accepted.plan.plan,
+                    accepted.plan.version,
+                    accepted.plan.offer_namespace,
+                    accepted.plan.offer_name
+                ),
+            );
+            for (ns, state) in &accepted.namespaces {
+                let bindings = desired
+                    .role_bindings
+                    .iter()
+                    .filter(|rb| rb.metadata.namespace.as_deref() == Some(ns))
+                    .count() as i32;
+                let (ready, message) = match (state, applied.errors.get(ns)) {
+                    (_, Some(error)) => (false, Some(format!("applying grants failed: {error}"))),
+                    (NamespaceState::Grantable, None) => (true, None),
+                    (NamespaceState::Missing, None) => (
+                        false,
+                        Some("namespace does not exist; grants follow when it is created".into()),
+                    ),
+                    (NamespaceState::Terminating, None) => {
+                        (false, Some("namespace is being deleted".into()))
+                    }
+                };
+                namespaces.push(NamespaceStatus {
+                    name: ns.clone(),
+                    ready,
+                    bindings: if ready { bindings } else { 0 },
+                    message,
+                });
+            }
+            let not_ready: Vec<&str> = namespaces
+                .iter()
+                .filter(|n| !n.ready)
+                .map(|n| n.name.as_str())
+                .collect();
+            if not_ready.is_empty() {
+                conditions.set(
+                    types::READY,
+                    true,
+                    Reason::Granted,
+                    format!(
+                        "version {} is granted in {} namespace(s)",
+                        accepted.plan.version,
+                        namespaces.len()
+                    ),
+                );
+            } else {
+                let reason = if applied.errors.is_empty() {
+                    Reason::Progressing
+                } else {
+                    Reason::ApplyFailed
+                };
+                let message = format!(
+                    "grants are not in place in: {} (see status.namespaces)",
+                    not_ready.join(", ")
+                );
+                conditions.set(types::READY, false, reason, message.clone());
+                conditions.set(types::RECONCILING, true, reason, message);
+            }
+        }
+        Err(refused) => {
+            conditions.set(
+                types::ACCEPTED,
+                false,
+                refused.reason,
+                refused.message.clone(),
+            );
+            conditions.set(types::READY, false, refused.reason, refused.message.clone());
+            conditions.set(
+                types::STALLED,
+                true,
+                refused.reason,
+                refused.message.clone(),
+            );
+        }
+    }
+    match (&decision.latest_version, &applied_version) {
+        (Some(latest), Some(applied)) if validate::version_gt(latest, applied) => conditions.set(
+            types::UPDATE_AVAILABLE,
+            true,
+            Reason::NewerVersionPublished,
+            format!(
+                "version {latest} of plan {:?} is published; set spec.planVersion to {latest} to accept it",
+                delegation.spec.plan
+            ),
+        ),
+        _ => conditions.set(
+            types::UPDATE_AVAILABLE,
+            false,
+            Reason::UpToDate,
+            "the accepted version is the latest",
+        ),
+    }
+    if decision.offer_present {
+        conditions.set(
+            types::OFFER_AVAILABLE,
+            true,
+            Reason::OfferPresent,
+            "the offer exists",
+        );
+    } else {
+        let message = match &applied_version {
+            Some(v) => format!(
+                "offer {}/{} was deleted; the accepted grants of version {v} stay in force until this Delegation is deleted",
+                delegation.spec.offer_ref.namespace, delegation.spec.offer_ref.name
+            ),
+            None => format!(
+                "offer {}/{} does not exist",
+                delegation.spec.offer_ref.namespace, delegation.spec.offer_ref.name
+            ),
+        };
+        conditions.set(types::OFFER_AVAILABLE, false, Reason::OfferDeleted, message);
+    }
+    DelegationStatus {
+        observed_generation: generation,
+        conditions: conditions.finish(),
+        managed_by_tenant: decision.managed_by_tenant.clone(),
+        customer_tenant: Some(decision.customer_tenant.clone()),
+        applied_version,
+        latest_version: decision.latest_version.clone(),
+        namespaces,
+    }
+}
+
+/// Status equality that ignores only what cannot matter: conditions compared
+/// as a set keyed by type.
+fn same_status(a: &Option<DelegationStatus>, b: &DelegationStatus) -> bool {
+    let Some(a) = a else { return false };
+    let key = |s: &DelegationStatus| {
+        let mut c = s.conditions.clone();
+        c.sort_by(|x, y| x.type_.cmp(&y.type_));
+        c
+    };
+    key(a) == key(b)
+        && a.observed_generation == b.observed_generation
+        && a.managed_by_tenant == b.managed_by_tenant
+        && a.customer_tenant == b.customer_tenant
+        && a.applied_version == b.applied_version
+        && a.latest_version == b.latest_version
+        && a.namespaces == b.namespaces
+}
+
+async fn publish(
+    ctx: &Context,
+    object: &Delegation,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        warn!(error = %e, "cannot publish event");
+    }
+}
+
+async fn apply_delegation(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = delegation
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(delegation.name_any()))?;
+    let name = delegation.name_any();
+    let api: Api<Delegation> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    // Resolve, from caches only.
+    let offer_ref = &delegation.spec.offer_ref;
+    let offer = ctx
+        .offers
+        .get(&ObjectRef::new(&offer_ref.name).within(&offer_ref.namespace));
+    let revisions: Vec<Arc<ControllerRevision>> = ctx
+        .revisions
+        .state()
+        .into_iter()
+        .filter(|r| {
+            r.namespace().as_deref() == Some(&namespace)
+                && belongs_to(r.labels(), &namespace, &name)
+        })
+        .collect();
+    let found = snapshot::find(&delegation, revisions.iter().map(|r| r.as_ref()));
+    let cluster_roles = ctx.cluster_roles.state();
+    let by_name: HashMap<String, &ClusterRole> = cluster_roles
+        .iter()
+        .map(|r| (r.name_any(), r.as_ref()))
+        .collect();
+    let role_check = |role: &str| {
+        roles::check_delegable(
+            role,
+            |n| by_name.get(n).copied(),
+            || by_name.values().copied().collect(),
+        )
+    };
+    let namespace_info = |n: &str| ctx.namespace_info(n);
+
+    // Validate (pure).
+    let decision = validate::decide(&validate::Inputs {
+        delegation: &delegation,
+        offer: offer.as_deref(),
+        snapshot: found.as_ref().map(|(_, plan)| plan.clone()),
+        namespace: &namespace_info,
+        role: &role_check,
+    });
+
+    // Build (pure).
+    let desired = match &decision.outcome {
+        Ok(accepted) => {
+            let grantable: Vec<String> = accepted
+                .namespaces
+                .iter()
+                .filter(|(_, s)| *s == NamespaceState::Grantable)
+                .map(|(n, _)| n.clone())
+                .collect();
+            desired::build(&delegation, &accepted.plan, &grantable)
+        }
+        Err(_) => Desired::default(),
+    };
+
+    // Apply.
+    if let Ok(accepted) = &decision.outcome {
+        let labels = BTreeMap::from([
+            (
+                names::OFFER_NAMESPACE_LABEL.to_string(),
+                offer_ref.namespace.clone(),
+            ),
+            (names::OFFER_LABEL.to_string(), offer_ref.name.clone()),
+            (names::PLAN_LABEL.to_string(), delegation.spec.plan.clone()),
+        ]);
+        if !labels
+            .iter()
+            .all(|(k, v)| delegation.labels().get(k) == Some(v))
+        {
+            let patch = json!({
+                "apiVersion": Delegation::api_version(&()),
+                "kind": Delegation::kind(&()),
+                "metadata": { "name": name, "labels": labels },
+            });
+            api.patch(
+                &name,
+                &PatchParams::apply(names::FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        }
+        if accepted.new_snapshot
+            && let Some(revision) = snapshot::to_revision(&delegation, &accepted.plan)
+        {
+            let revisions_api: Api<ControllerRevision> =
+                Api::namespaced(ctx.client.clone(), &namespace);
+            match revisions_api
+                .create(&PostParams::default(), &revision)
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let previously_ready = delegation
+        .status
+        .as_ref()
+        .is_some_and(|s| is_true(&s.conditions, types::READY));
+    let applied = apply_grants(&ctx, &delegation, &desired, previously_ready).await;
+
+    // Snapshots of versions no longer accepted are pruned once the current
+    // one is in force.
+    if let Ok(accepted) = &decision.outcome
+        && applied.errors.is_empty()
+    {
+        let current = snapshot::to_revision(&delegation, &accepted.plan).map(|r| r.name_any());
+        for revision in &revisions {
+            if Some(revision.name_any()) != current {
+                let revisions_api: Api<ControllerRevision> =
+                    Api::namespaced(ctx.client.clone(), &namespace);
+                match revisions_api
+                    .delete(&revision.name_any(), &DeleteParams::default())
+                    .await
+                {
+                    Ok(_) | Err(kube::Error::Api(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+
+    // Update status, only when it changed.
+    let status = delegation_status(&delegation, &decision, &desired, &applied, now());
+    if !same_status(&delegation.status, &status) {
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+        events_for_transition(&ctx, &delegation, &status).await;
+    }
+    if applied.repaired > 0 {
+        info!(delegation = %format!("{namespace}/{name}"), repaired = applied.repaired, "drift corrected");
+        publish(
+            &ctx,
+            &delegation,
+            EventType::Normal,
+            "DriftCorrected",
+            "Reconcile",
+            format!(
+                "restored {} grant object(s) that were edited or deleted",
+                applied.repaired
+            ),
+        )
+        .await;
+    }
+    if !applied.errors.is_empty() {
+        let detail: Vec<String> = applied
+            .errors
+            .iter()
+            .map(|(ns, e)| format!("{ns}: {e}"))
+            .collect();
+        return Err(Error::Grants(detail.join("; ")));
+    }
+    Ok(Action::requeue(ctx.settings.resync))
+}
+
+async fn events_for_transition(ctx: &Context, delegation: &Delegation, status: &DelegationStatus) {
+    let before = delegation.status.as_ref();
+    let was_ready = before.is_some_and(|s| is_true(&s.conditions, types::READY));
+    let now_ready = is_true(&status.conditions, types::READY);
+    let before_version = before.and_then(|s| s.applied_version.clone());
+    if now_ready && !was_ready && before_version.is_none() {
+        publish(
+            ctx,
+            delegation,
+            EventType::Normal,
+            "Registered",
+            "Grant",
+            format!(
+                "granted plan {:?} version {}",
+                delegation.spec.plan,
+                status.applied_version.clone().unwrap_or_default()
+            ),
+        )
+        .await;
+    } else if now_ready && before_version.is_some() && before_version != status.applied_version {
+        publish(
+            ctx,
+            delegation,
+            EventType::Normal,
+            "Updated",
+            "Grant",
+            format!(
+                "now granting version {} (was {})",
+                status.applied_version.clone().unwrap_or_default(),
+                before_version.unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+    let failed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == types::READY && c.status == "False");
+    let failed_before = before.and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == types::READY && c.status == "False")
+            .map(|c| c.reason.clone())
+    });
+    if let Some(condition) = failed
+        && condition.reason != Reason::Progressing.as_str()
+        && failed_before.as_deref() != Some(condition.reason.as_str())
+    {
+        publish(
+            ctx,
+            delegation,
+            EventType::Warning,
+            &condition.reason,
+            "Grant",
+            condition.message.clone(),
+        )
+        .await;
+    }
+}
+
+async fn cleanup_delegation(
+    delegation: Arc<Delegation>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = delegation
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(delegation.name_any()))?;
+    let name = delegation.name_any();
+    // A LIST here, once per deletion: cleanup must not trust a cache that may
+    // lag behind a grant written a moment ago.
+    let selector = format!(
+        "{}={},{}={}",
+        names::DELEGATION_NAMESPACE_LABEL,
+        namespace,
+        names::DELEGATION_LABEL,
+        name
+    );
+    let params = ListParams::default().labels(&selector);
+    let mut removed = 0;
+    for binding in Api::<RoleBinding>::all(ctx.client.clone())
+        .list(&params)
+        .await?
+    {
+        let api: Api<RoleBinding> =
+            Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
+        match api
+            .delete(&binding.name_any(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => removed += 1,
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for role in Api::<Role>::all(ctx.client.clone()).list(&params).await? {
+        let api: Api<Role> =
+            Api::namespaced(ctx.client.clone(), &role.namespace().unwrap_or_default());
+        match api.delete(&role.name_any(), &DeleteParams::default()).await {
+            Ok(_) => removed += 1,
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    info!(delegation = %format!("{namespace}/{name}"), removed, "delegation removed");
+    publish(
+        &ctx,
+        &delegation,
+        EventType::Normal,
+        "Unregistered",
+        "Revoke",
+        format!("removed {removed} grant object(s)"),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn reconcile_delegation(
+    delegation: Arc<Delegation>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    ctx.caches_ready().await;
+    let namespace = delegation
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(delegation.name_any()))?;
+    let api: Api<Delegation> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, names::FINALIZER, delegation, |event| async {
+        match event {
+            Finalizer::Apply(d) => apply_delegation(d, ctx.clone()).await,
+            Finalizer::Cleanup(d) => cleanup_delegation(d, ctx.clone()).await,
+        }
+    })
+    .await
+    .or_else(|e| match e {
+        // A stale event after the finalizer was already removed: the object
+        // is gone, which is the goal.
+        kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 404 => {
+            Ok(Action::await_change())
+        }
+        e => Err(Error::Finalizer(Box::new(e))),
+    })
+}
+
+fn error_policy<K>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    warn!(object = %format!("{}/{}", object.meta().namespace.clone().unwrap_or_default(), object.meta().name.clone().unwrap_or_default()), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Offer status: validity and per-plan adoption.
+async fn reconcile_offer(
+    offer: Arc<ManagedServiceOffer>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    ctx.caches_ready().await;
+    let namespace = offer
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(offer.name_any()))?;
+    let name = offer.name_any();
+    let delegations: Vec<Arc<Delegation>> = ctx
+        .delegations
+        .state()
+        .into_iter()
+        .filter(|d| d.spec.offer_ref.namespace == namespace && d.spec.offer_ref.name == name)
+        .collect();
+    let cluster_roles = ctx.cluster_roles.state();
+    let by_name: HashMap<String, &ClusterRole> = cluster_roles
+        .iter()
+        .map(|r| (r.name_any(), r.as_ref()))
+        .collect();
+    let mut problems = Vec::new();
+    let mut plans = Vec::new();
+    for plan in &offer.spec.plans {
+        for (index, authorization) in plan.authorizations.iter().enumerate() {
+            if let Some(ns) = &authorization.principal.namespace
+                && *ns != namespace
+            {
+                problems.push(format!(
+                    "spec.plans[{}].authorizations[{index}].principal.namespace must be {namespace:?} (the offer's namespace), not {ns:?}",
+                    plan.name
+                ));
+            }
+            if authorization.role_ref != crate::api::DELEGATION_DELETER_ROLE
+                && let Err(refusal) = roles::check_delegable(
+                    &authorization.role_ref,
+                    |n| by_name.get(n).copied(),
+                    || by_name.values().copied().collect(),
+                )
+            {
+                problems.push(format!(
+                    "spec.plans[{}].authorizations[{index}].roleRef {:?}: {refusal}",
+                    plan.name, authorization.role_ref
+                ));
+            }
+        }
+        let of_plan: Vec<&Arc<Delegation>> = delegations
+            .iter()
+            .filter(|d| d.spec.plan == plan.name)
+            .collect();
+        plans.push(PlanStatus {
+            name: plan.name.clone(),
+            version: plan.version.clone(),
+            delegations: of_plan.len() as i32,
+            ready_delegations: of_plan
+                .iter()
+                .filter(|d| {
+                    d.status
+                        .as_ref()
+                        .is_some_and(|s| is_true(&s.conditions, types::READY))
+                })
+                .count() as i32,
+        });
+    }
+    let previous = offer
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let mut conditions = Conditions::new(previous, offer.metadata.generation, now());
+    if problems.is_empty() {
+        conditions.set(
+            types::READY,
+            true,
+            Reason::Published,
+            format!("{} plan(s) published", plans.len()),
+        );
+    } else {
+        let message = format!(
+            "{}; customers cannot accept the affected plans until this is fixed",
+            problems.join("; ")
+        );
+        conditions.set(
+            types::READY,
+            false,
+            Reason::InvalidAuthorization,
+            message.clone(),
+        );
+        conditions.set(types::STALLED, true, Reason::InvalidAuthorization, message);
+    }
+    let status = ManagedServiceOfferStatus {
+        observed_generation: offer.metadata.generation,
+        conditions: conditions.finish(),
+        plans,
+    };
+    if offer.status.as_ref() != Some(&status) {
+        let api: Api<ManagedServiceOffer> = Api::namespaced(ctx.client.clone(), &namespace);
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+    }
+    Ok(Action::requeue(ctx.settings.resync))
+}
+
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .touched_objects();
+    (store, stream)
+}
+
+/// Runs both controllers until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let managed = || {
+        watcher::Config::default()
+            .labels(names::MANAGED_SELECTOR)
+            .any_semantic()
+    };
+    let (role_bindings, role_binding_events) =
+        reflect(Api::<RoleBinding>::all(client.clone()), managed());
+    let (roles, role_events) = reflect(Api::<Role>::all(client.clone()), managed());
+    let (revisions, revision_events) =
+        reflect(Api::<ControllerRevision>::all(client.clone()), managed());
+    let (cluster_roles, cluster_role_events) = reflect(
+        Api::<ClusterRole>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let (namespaces, namespace_writer) = reflector::store();
+    // Metadata only: tenancy needs labels, and full namespaces cost memory.
+    let namespace_events = reflector::reflector(
+        namespace_writer,
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let offer_controller = Controller::new(
+        Api::<ManagedServiceOffer>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let delegation_controller = Controller::new(
+        Api::<Delegation>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        offers: offer_controller.store(),
+        delegations: delegation_controller.store(),
+        namespaces,
+        cluster_roles,
+        role_bindings,
+        roles,
+        revisions,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: settings.reporter.clone(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        settings: settings.clone(),
+    });
+
+    let by_labels = |labels: &BTreeMap<String, String>| delegation_of(labels);
+    let delegations_store = ctx.delegations.clone();
+    let namespace_store = ctx.delegations.clone();
+    let role_store = ctx.delegations.clone();
+    let rb_store = ctx.role_bindings.clone();
+    let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
+
+    let delegations = delegation_controller
+        .with_config(config.clone())
+        .watches_stream(role_binding_events, move |rb: RoleBinding| {
+            by_labels(rb.labels())
+        })
+        .watches_stream(role_events, move |r: Role| by_labels(r.labels()))
+        .watches_stream(revision_events, move |r: ControllerRevision| {
+            by_labels(r.labels())
+        })
+        .watches(
+            Api::<ManagedServiceOffer>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+            move |offer: ManagedServiceOffer| {
+                let (ns, name) = (offer.namespace().unwrap_or_default(), offer.name_any());
+                delegations_store
+                    .state()
+                    .into_iter()
+                    .filter(|d| d.spec.offer_ref.namespace == ns && d.spec.offer_ref.name == name)
+                    .map(|d| ObjectRef::from_obj(d.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches_stream(namespace_events, move |ns: PartialObjectMeta<Namespace>| {
+            let name = ns.name_any();
+            namespace_store
+                .state()
+                .into_iter()
+                .filter(|d| {
+                    d.namespace().as_deref() == Some(name.as_str())
+                        || d.target_namespaces().contains(&name)
+                })
+                .map(|d| ObjectRef::from_obj(d.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(cluster_role_events, move |role: ClusterRole| {
+            // Delegations granting this role, and those waiting for a role to
+            // become delegable.
+            let name = role.name_any();
+            let mut refs: std::collections::HashSet<ObjectRef<Delegation>> = rb_store
+                .state()
+                .into_iter()
+                .filter(|rb| rb.role_ref.kind == "ClusterRole" && rb.role_ref.name == name)
+                .filter_map(|rb| delegation_of(rb.labels()))
+                .collect();
+            refs.extend(
+                role_store
+                    .state()
+                    .into_iter()
+                    .filter(|d| {
+                        !d.status
+                            .as_ref()
+                            .is_some_and(|s| is_true(&s.conditions, types::READY))
+                    })
+                    .map(|d| ObjectRef::from_obj(d.as_ref())),
+            );
+            refs.into_iter().collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_delegation, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "delegation reconcile error");
+            }
+        });
+
+    let offers = offer_controller
+        .with_config(config)
+        .watches(
+            Api::<Delegation>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+            |d: Delegation| {
+                Some(ObjectRef::new(&d.spec.offer_ref.name).within(&d.spec.offer_ref.namespace))
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_offer, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "offer reconcile error");
+            }
+        });
+    tokio::join!(delegations, offers);
+}

@@ -1,0 +1,15 @@
+//! msp-operator: Azure Lighthouse-style managed service offers for Kubernetes.
+//!
+//! Providers publish [`api::ManagedServiceOffer`]s; customers accept one plan
+//! version with a [`api::Delegation`]; the controllers grant exactly what was
+//! accepted as RoleBindings, keep it so, and remove it completely.
+
+pub mod api;
+pub mod conditions;
+pub mod controller;
+pub mod crdgen;
+pub mod desired;
+pub mod names;
+pub mod roles;
+pub mod snapshot;
+pub mod validate;

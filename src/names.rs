@@ -1,0 +1,145 @@
+//! Label keys, field manager and the deterministic names of managed objects.
+//!
+//! Names are derived from what an object grants, never from list positions, so
+//! the same grant always has the same name: reconciles are idempotent, edits to
+//! the order of authorizations cause no churn, and two delegations never
+//! collide in a shared namespace.
+
+/// Tenant label on namespaces, owned by platform admins.
+pub const TENANT_LABEL: &str = "msp-operator.io/tenant";
+/// Marks everything this operator manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "msp-operator";
+/// The namespace of the delegation a managed object belongs to.
+pub const DELEGATION_NAMESPACE_LABEL: &str = "msp-operator.io/delegation-namespace";
+/// The name of the delegation a managed object belongs to.
+pub const DELEGATION_LABEL: &str = "msp-operator.io/delegation";
+/// The namespace of the offer (on delegations and managed objects).
+pub const OFFER_NAMESPACE_LABEL: &str = "msp-operator.io/offer-namespace";
+/// The name of the offer (on delegations and managed objects).
+pub const OFFER_LABEL: &str = "msp-operator.io/offer";
+/// The plan (on delegations and managed objects).
+pub const PLAN_LABEL: &str = "msp-operator.io/plan";
+/// The plan version a snapshot holds.
+pub const VERSION_LABEL: &str = "msp-operator.io/plan-version";
+/// The one field manager the operator applies with.
+pub const FIELD_MANAGER: &str = "msp-operator";
+/// The finalizer that guarantees cleanup of grants in other namespaces.
+pub const FINALIZER: &str = "msp-operator.io/cleanup";
+/// Label selector for everything the operator manages.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=msp-operator";
+
+/// FNV-1a, 64 bit: a stable hash (std's hasher is randomly seeded per process).
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0u8)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+fn truncated(prefix: &str, max: usize) -> &str {
+    let cut = prefix
+        .char_indices()
+        .map(|(i, _)| i)
+        .take_while(|i| *i <= max)
+        .last()
+        .unwrap_or(0);
+    let head = if prefix.len() <= max {
+        prefix
+    } else {
+        &prefix[..cut]
+    };
+    head.trim_end_matches(['-', '.'])
+}
+
+/// Name of the RoleBinding that grants `role_kind/role` to a principal for a
+/// delegation: `msp-<delegation>-<hash>`, at most 63 characters.
+pub fn role_binding_name(
+    delegation_namespace: &str,
+    delegation: &str,
+    principal: &str,
+    role_kind: &str,
+    role: &str,
+) -> String {
+    let hash = stable_hash(&[delegation_namespace, delegation, principal, role_kind, role]);
+    format!(
+        "msp-{}-{:012x}",
+        truncated(delegation, 40),
+        hash & 0xffff_ffff_ffff
+    )
+}
+
+/// Name of the Role that lets the provider delete exactly one delegation.
+pub fn deleter_role_name(delegation: &str) -> String {
+    let hash = stable_hash(&["deleter", delegation]);
+    format!(
+        "msp-{}-deleter-{:08x}",
+        truncated(delegation, 40),
+        hash & 0xffff_ffff
+    )
+}
+
+/// Name of the ControllerRevision holding an accepted plan version.
+pub fn snapshot_name(
+    delegation: &str,
+    delegation_uid: &str,
+    offer_namespace: &str,
+    offer: &str,
+    plan: &str,
+    version: &str,
+) -> String {
+    let hash = stable_hash(&[delegation_uid, offer_namespace, offer, plan, version]);
+    format!(
+        "msp-{}-{}-{:08x}",
+        truncated(delegation, 40),
+        version.replace('.', "-"),
+        hash & 0xffff_ffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_bounded_and_distinct() {
+        let a = role_binding_name("cust", "dlg", "User/alice", "ClusterRole", "reader");
+        assert_eq!(
+            a,
+            role_binding_name("cust", "dlg", "User/alice", "ClusterRole", "reader")
+        );
+        assert_ne!(
+            a,
+            role_binding_name("cust2", "dlg", "User/alice", "ClusterRole", "reader")
+        );
+        assert_ne!(
+            a,
+            role_binding_name("cust", "dlg", "User/bob", "ClusterRole", "reader")
+        );
+        let long = "x".repeat(63);
+        for name in [
+            role_binding_name("n", &long, "p", "ClusterRole", "r"),
+            deleter_role_name(&long),
+            snapshot_name(&long, "uid", "o", "offer", "plan", "123456.123456.123456"),
+        ] {
+            assert!(name.len() <= 63, "{name} is {} long", name.len());
+            assert!(!name.contains("--"), "{name}");
+        }
+    }
+
+    #[test]
+    fn stable_hash_separates_parts() {
+        assert_ne!(stable_hash(&["ab", "c"]), stable_hash(&["a", "bc"]));
+        // Pinned: changing the scheme would rename (re-create) every managed
+        // RoleBinding in every cluster on upgrade.
+        assert_eq!(
+            role_binding_name("cust", "dlg", "User/alice", "ClusterRole", "reader"),
+            "msp-dlg-5ac501b9b4de"
+        );
+    }
+}

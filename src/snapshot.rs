@@ -1,0 +1,147 @@
+//! The customer's consent, frozen: the authorizations of the plan version a
+//! customer accepted, kept as an `apps/v1` ControllerRevision in the
+//! Delegation's namespace (owned by the Delegation, so it goes with it).
+//!
+//! Grants always come from this snapshot, never from the live offer: a provider
+//! publishing a new version, or deleting the offer, cannot change what a
+//! customer already accepted.
+
+use crate::api::{Authorization, Delegation, ManagedServiceOffer, Plan};
+use crate::names;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One accepted plan version.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedPlan {
+    /// Namespace of the offer.
+    pub offer_namespace: String,
+    /// Name of the offer.
+    pub offer_name: String,
+    /// The managing tenant at acceptance.
+    pub provider_tenant: String,
+    /// Plan name.
+    pub plan: String,
+    /// Plan version.
+    pub version: String,
+    /// The plan's authorizations at that version.
+    pub authorizations: Vec<Authorization>,
+}
+
+impl AcceptedPlan {
+    /// The accepted plan as the offer publishes it now.
+    pub fn from_offer(offer: &ManagedServiceOffer, plan: &Plan) -> Self {
+        Self {
+            offer_namespace: offer.namespace().unwrap_or_default(),
+            offer_name: offer.name_any(),
+            provider_tenant: offer.spec.provider.tenant.clone(),
+            plan: plan.name.clone(),
+            version: plan.version.clone(),
+            authorizations: plan.authorizations.clone(),
+        }
+    }
+
+    /// True when this snapshot is the consent `delegation` asks for.
+    pub fn matches(&self, delegation: &Delegation) -> bool {
+        self.offer_namespace == delegation.spec.offer_ref.namespace
+            && self.offer_name == delegation.spec.offer_ref.name
+            && self.plan == delegation.spec.plan
+            && self.version == delegation.spec.plan_version
+    }
+}
+
+/// The revision number for a version: ordered like the versions themselves.
+fn revision_number(version: &str) -> i64 {
+    version
+        .split('.')
+        .map(|part| part.parse::<i64>().unwrap_or(0))
+        .fold(0, |acc, part| acc * 1_000_000 + part)
+}
+
+/// The ControllerRevision recording `plan` as accepted by `delegation`.
+pub fn to_revision(delegation: &Delegation, plan: &AcceptedPlan) -> Option<ControllerRevision> {
+    let uid = delegation.uid()?;
+    let name = names::snapshot_name(
+        &delegation.name_any(),
+        &uid,
+        &plan.offer_namespace,
+        &plan.offer_name,
+        &plan.plan,
+        &plan.version,
+    );
+    let mut labels = crate::desired::managed_labels(delegation, plan);
+    labels.insert(names::VERSION_LABEL.into(), plan.version.clone());
+    Some(ControllerRevision {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: delegation.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![OwnerReference {
+                api_version: Delegation::api_version(&()).into_owned(),
+                kind: Delegation::kind(&()).into_owned(),
+                name: delegation.name_any(),
+                uid,
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..Default::default()
+        },
+        data: Some(RawExtension(serde_json::to_value(plan).ok()?)),
+        revision: revision_number(&plan.version),
+    })
+}
+
+/// Reads a snapshot back; `None` for a revision that is not one of ours or
+/// whose data does not parse (it is then ignored, never trusted).
+pub fn from_revision(revision: &ControllerRevision) -> Option<AcceptedPlan> {
+    let data = revision.data.as_ref()?;
+    serde_json::from_value(data.0.clone()).ok()
+}
+
+/// The snapshot of `delegation`'s requested version among `revisions` (those
+/// labeled for it), checking the owner uid so a recreated Delegation of the
+/// same name never inherits an older consent.
+pub fn find<'a>(
+    delegation: &Delegation,
+    revisions: impl IntoIterator<Item = &'a ControllerRevision>,
+) -> Option<(String, AcceptedPlan)> {
+    let uid = delegation.uid()?;
+    revisions.into_iter().find_map(|revision| {
+        let owned = revision
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == uid && o.controller == Some(true));
+        let plan = from_revision(revision)?;
+        (owned && plan.matches(delegation)).then(|| (revision.name_any(), plan))
+    })
+}
+
+/// Labels shared by snapshots: which delegation they belong to.
+pub fn selector_labels(delegation: &Delegation) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (names::MANAGED_BY_LABEL.into(), names::MANAGED_BY.into()),
+        (
+            names::DELEGATION_NAMESPACE_LABEL.into(),
+            delegation.namespace().unwrap_or_default(),
+        ),
+        (names::DELEGATION_LABEL.into(), delegation.name_any()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revision_numbers_follow_version_order() {
+        assert!(revision_number("1.2.3") < revision_number("1.10.0"));
+        assert!(revision_number("1.999999.999999") < revision_number("2.0.0"));
+        assert_eq!(revision_number("0.0.1"), 1);
+    }
+}

@@ -1,0 +1,1151 @@
+//! Delegation behaviour against a real API server, proven as the affected
+//! users: the provider principal's access before, during and after a
+//! delegation; refusals and their reasons; version consent; drift repair and
+//! pruning; the provider's removal right; and the confused-deputy policy.
+
+mod support;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use msp_operator::api::*;
+use msp_testenv::{TestNamespace, wait_until};
+use std::collections::BTreeMap;
+use support::*;
+
+const TENANT: &str = "msp-operator.io/tenant";
+
+/// A provider namespace and two customer namespaces of one tenant, plus a
+/// namespace of another tenant.
+struct World {
+    provider: TestNamespace,
+    customer: TestNamespace,
+    customer_b: TestNamespace,
+    stranger: TestNamespace,
+    provider_tenant: String,
+}
+
+async fn world(name: &str) -> World {
+    let env = env();
+    let provider_tenant = msp_testenv::unique_name(&format!("{name}-prov"));
+    let customer_tenant = msp_testenv::unique_name(&format!("{name}-cust"));
+    let stranger_tenant = msp_testenv::unique_name(&format!("{name}-other"));
+    World {
+        provider: env
+            .namespace_with_labels(&format!("{name}-p"), &[(TENANT, &provider_tenant)])
+            .await,
+        customer: env
+            .namespace_with_labels(&format!("{name}-c"), &[(TENANT, &customer_tenant)])
+            .await,
+        customer_b: env
+            .namespace_with_labels(&format!("{name}-cb"), &[(TENANT, &customer_tenant)])
+            .await,
+        stranger: env
+            .namespace_with_labels(&format!("{name}-x"), &[(TENANT, &stranger_tenant)])
+            .await,
+        provider_tenant,
+    }
+}
+
+#[tokio::test]
+async fn grants_exactly_the_accepted_plan_and_removes_it_completely() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("grant").await;
+    let alice_name = msp_testenv::unique_name("alice");
+    let alice = env.user_client(&alice_name, &[]).await;
+
+    apply(
+        &admin,
+        &offer(
+            &w.provider,
+            "monitoring",
+            &w.provider_tenant,
+            vec![plan(
+                "basic",
+                "1.0.0",
+                vec![auth(
+                    PrincipalKind::User,
+                    &alice_name,
+                    "msp-operator:reader",
+                )],
+            )],
+        ),
+    )
+    .await;
+    for ns in [&w.customer, &w.customer_b, &w.stranger] {
+        assert!(!can_list_pods(&alice, ns).await, "no access before consent");
+    }
+
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "monitoring",
+            (&w.provider, "monitoring"),
+            "basic",
+            "1.0.0",
+            Some(vec![&w.customer, &w.customer_b]),
+        ),
+    )
+    .await;
+    let ready = wait_condition(
+        &admin,
+        &w.customer,
+        "monitoring",
+        "Ready",
+        "True",
+        Some("Granted"),
+    )
+    .await;
+    let status = ready.status.clone().expect("status");
+    assert_eq!(status.applied_version.as_deref(), Some("1.0.0"));
+    assert_eq!(status.latest_version.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        status.managed_by_tenant.as_deref(),
+        Some(w.provider_tenant.as_str())
+    );
+    assert_eq!(status.namespaces.len(), 2);
+    assert!(status.namespaces.iter().all(|n| n.ready && n.bindings == 1));
+    assert_eq!(
+        condition(&ready, "Accepted").map(|c| c.0),
+        Some("True".into())
+    );
+    assert_eq!(
+        condition(&ready, "UpdateAvailable").map(|c| c.0),
+        Some("False".into())
+    );
+    assert!(condition(&ready, "Stalled").is_none() && condition(&ready, "Reconciling").is_none());
+    let labels = ready.labels();
+    assert_eq!(
+        labels.get("msp-operator.io/offer").map(String::as_str),
+        Some("monitoring")
+    );
+    assert_eq!(
+        labels.get("msp-operator.io/plan").map(String::as_str),
+        Some("basic")
+    );
+    assert_eq!(
+        labels
+            .get("msp-operator.io/offer-namespace")
+            .map(String::as_str),
+        Some(w.provider.name())
+    );
+
+    // As the provider principal: reads in both delegated namespaces, nothing
+    // elsewhere, and no writes (the reader role).
+    wait_access(&alice, &w.customer, true).await;
+    wait_access(&alice, &w.customer_b, true).await;
+    assert!(!can_list_pods(&alice, &w.stranger).await);
+    assert!(!can_list_pods(&alice, &w.provider).await);
+    let denied = Api::<ConfigMap>::namespaced(alice.clone(), &w.customer)
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    name: Some("nope".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(matches!(denied, Err(kube::Error::Api(s)) if s.code == 403));
+    let bindings = managed_bindings(&admin, &w.customer, "monitoring").await;
+    assert_eq!(bindings.len(), 2);
+    for binding in &bindings {
+        assert_eq!(binding.role_ref.name, "msp-operator:reader");
+        let subjects = binding.subjects.clone().expect("subjects");
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0].name, alice_name);
+        assert_eq!(
+            binding
+                .labels()
+                .get("msp-operator.io/offer")
+                .map(String::as_str),
+            Some("monitoring")
+        );
+    }
+
+    // Removal: every grant goes, in every namespace.
+    Api::<Delegation>::namespaced(admin.clone(), &w.customer)
+        .delete("monitoring", &DeleteParams::default())
+        .await
+        .expect("delete delegation");
+    wait_access(&alice, &w.customer, false).await;
+    wait_access(&alice, &w.customer_b, false).await;
+    wait_until(TIMEOUT, "the delegation to be gone", || {
+        let api: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
+        async move {
+            match api.get_opt("monitoring").await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .expect("finalizer released");
+    assert!(
+        managed_bindings(&admin, &w.customer, "monitoring")
+            .await
+            .is_empty()
+    );
+}
+
+fn delegable_role(name: &str, rules: Vec<PolicyRule>, labeled: bool) -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: labeled.then(|| {
+                BTreeMap::from([("msp-operator.io/delegable".to_string(), "true".to_string())])
+            }),
+            ..Default::default()
+        },
+        rules: Some(rules),
+        aggregation_rule: None,
+    }
+}
+
+fn read_pods() -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![String::new()]),
+        resources: Some(vec!["pods".into()]),
+        verbs: vec!["get".into(), "list".into(), "watch".into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn refusals_grant_nothing_and_name_the_field_and_fix() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("refuse").await;
+    let mut private = plan(
+        "private",
+        "1.0.0",
+        vec![auth(PrincipalKind::User, "p-user", "msp-operator:reader")],
+    );
+    private.visibility = Visibility::Private;
+    private.audience = Some(vec![TenantId("someone-else".into())]);
+    apply(
+        &admin,
+        &offer(
+            &w.provider,
+            "svc",
+            &w.provider_tenant,
+            vec![
+                plan(
+                    "open",
+                    "1.0.0",
+                    vec![auth(PrincipalKind::User, "p-user", "msp-operator:reader")],
+                ),
+                plan(
+                    "admin",
+                    "1.0.0",
+                    vec![auth(PrincipalKind::User, "p-user", "admin")],
+                ),
+                plan(
+                    "god",
+                    "1.0.0",
+                    vec![auth(PrincipalKind::User, "p-user", "cluster-admin")],
+                ),
+                private,
+            ],
+        ),
+    )
+    .await;
+    let cases: Vec<(&str, Delegation, &str, &str)> = vec![
+        (
+            "no-offer",
+            delegation(
+                &w.customer,
+                "no-offer",
+                (&w.provider, "missing"),
+                "open",
+                "1.0.0",
+                None,
+            ),
+            "OfferNotFound",
+            "spec.offerRef",
+        ),
+        (
+            "no-plan",
+            delegation(
+                &w.customer,
+                "no-plan",
+                (&w.provider, "svc"),
+                "gold",
+                "1.0.0",
+                None,
+            ),
+            "PlanNotFound",
+            "spec.plan",
+        ),
+        (
+            "bad-version",
+            delegation(
+                &w.customer,
+                "bad-version",
+                (&w.provider, "svc"),
+                "open",
+                "9.9.9",
+                None,
+            ),
+            "VersionNotPublished",
+            "set spec.planVersion to 1.0.0",
+        ),
+        (
+            "not-audience",
+            delegation(
+                &w.customer,
+                "not-audience",
+                (&w.provider, "svc"),
+                "private",
+                "1.0.0",
+                None,
+            ),
+            "NotInAudience",
+            "not in its audience",
+        ),
+        (
+            "foreign",
+            delegation(
+                &w.customer,
+                "foreign",
+                (&w.provider, "svc"),
+                "open",
+                "1.0.0",
+                Some(vec![&w.customer, &w.stranger]),
+            ),
+            "ForeignNamespace",
+            "remove it from spec.namespaces",
+        ),
+        (
+            "unlabeled-role",
+            delegation(
+                &w.customer,
+                "unlabeled-role",
+                (&w.provider, "svc"),
+                "admin",
+                "1.0.0",
+                None,
+            ),
+            "RoleNotDelegable",
+            "msp-operator.io/delegable",
+        ),
+        (
+            "cluster-admin",
+            delegation(
+                &w.customer,
+                "cluster-admin",
+                (&w.provider, "svc"),
+                "god",
+                "1.0.0",
+                None,
+            ),
+            "RoleNotDelegable",
+            "cluster-admin is never delegable",
+        ),
+        (
+            "same-tenant",
+            delegation(
+                &w.provider,
+                "same-tenant",
+                (&w.provider, "svc"),
+                "open",
+                "1.0.0",
+                None,
+            ),
+            "SameTenant",
+            "cannot delegate to itself",
+        ),
+    ];
+    for (_, d, _, _) in &cases {
+        apply(&admin, d).await;
+    }
+    let p_user = env.user_client("p-user", &[]).await;
+    for (name, d, reason, hint) in &cases {
+        let ns = d.namespace().expect("ns");
+        let got = wait_condition(&admin, &ns, name, "Ready", "False", Some(reason)).await;
+        let (status, _, message) = condition(&got, "Accepted").expect("Accepted");
+        assert_eq!(status, "False", "{name}");
+        assert!(
+            message.contains(hint),
+            "{name}: {message:?} should mention {hint:?}"
+        );
+        assert_eq!(
+            condition(&got, "Stalled").map(|c| c.0),
+            Some("True".into()),
+            "{name}"
+        );
+        assert!(
+            managed_bindings(&admin, &ns, name).await.is_empty(),
+            "{name} granted something"
+        );
+    }
+    for ns in [&w.customer, &w.provider, &w.stranger] {
+        assert!(
+            !can_list_pods(&p_user, ns).await,
+            "nothing may be granted in {}",
+            ns.name()
+        );
+    }
+}
+
+#[tokio::test]
+async fn grants_follow_the_accepted_version_until_the_customer_raises_it() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("versions").await;
+    let user = msp_testenv::unique_name("vuser");
+    let provider_client = env.user_client(&user, &[]).await;
+    let v1 = offer(
+        &w.provider,
+        "ops",
+        &w.provider_tenant,
+        vec![plan(
+            "std",
+            "1.0.0",
+            vec![auth(PrincipalKind::User, &user, "msp-operator:reader")],
+        )],
+    );
+    apply(&admin, &v1).await;
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "ops",
+            (&w.provider, "ops"),
+            "std",
+            "1.0.0",
+            None,
+        ),
+    )
+    .await;
+    wait_condition(&admin, &w.customer, "ops", "Ready", "True", None).await;
+
+    // The provider publishes 2.0.0 with a stronger role: nothing changes for
+    // the customer until it consents.
+    let v2 = offer(
+        &w.provider,
+        "ops",
+        &w.provider_tenant,
+        vec![plan(
+            "std",
+            "2.0.0",
+            vec![auth(PrincipalKind::User, &user, "msp-operator:operator")],
+        )],
+    );
+    apply(&admin, &v2).await;
+    let d = wait_condition(
+        &admin,
+        &w.customer,
+        "ops",
+        "UpdateAvailable",
+        "True",
+        Some("NewerVersionPublished"),
+    )
+    .await;
+    assert!(
+        condition(&d, "UpdateAvailable")
+            .expect("cond")
+            .2
+            .contains("2.0.0")
+    );
+    assert_eq!(
+        d.status
+            .as_ref()
+            .and_then(|s| s.applied_version.clone())
+            .as_deref(),
+        Some("1.0.0")
+    );
+    assert_eq!(
+        d.status
+            .as_ref()
+            .and_then(|s| s.latest_version.clone())
+            .as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(condition(&d, "Ready").map(|c| c.0), Some("True".into()));
+    let bindings = managed_bindings(&admin, &w.customer, "ops").await;
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0].role_ref.name, "msp-operator:reader");
+    let configmaps: Api<ConfigMap> = Api::namespaced(provider_client.clone(), &w.customer);
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("by-provider".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert!(
+        matches!(configmaps.create(&PostParams::default(), &cm).await, Err(kube::Error::Api(s)) if s.code == 403)
+    );
+
+    // The customer accepts 2.0.0.
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "ops",
+            (&w.provider, "ops"),
+            "std",
+            "2.0.0",
+            None,
+        ),
+    )
+    .await;
+    let d = wait_condition(
+        &admin,
+        &w.customer,
+        "ops",
+        "UpdateAvailable",
+        "False",
+        Some("UpToDate"),
+    )
+    .await;
+    assert_eq!(
+        d.status
+            .as_ref()
+            .and_then(|s| s.applied_version.clone())
+            .as_deref(),
+        Some("2.0.0")
+    );
+    wait_until(
+        TIMEOUT,
+        "the provider to create a configmap under 2.0.0",
+        || {
+            let configmaps = configmaps.clone();
+            let cm = cm.clone();
+            async move {
+                configmaps
+                    .create(&PostParams::default(), &cm)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
+    .await
+    .expect("operator role granted");
+    let bindings = managed_bindings(&admin, &w.customer, "ops").await;
+    assert_eq!(bindings.len(), 1, "the 1.0.0 binding is pruned");
+    assert_eq!(bindings[0].role_ref.name, "msp-operator:operator");
+
+    // The offer goes away: accepted grants stay and the status says so.
+    Api::<ManagedServiceOffer>::namespaced(admin.clone(), &w.provider)
+        .delete("ops", &DeleteParams::default())
+        .await
+        .expect("delete offer");
+    let d = wait_condition(
+        &admin,
+        &w.customer,
+        "ops",
+        "OfferAvailable",
+        "False",
+        Some("OfferDeleted"),
+    )
+    .await;
+    assert!(
+        condition(&d, "OfferAvailable")
+            .expect("cond")
+            .2
+            .contains("stay in force")
+    );
+    assert_eq!(condition(&d, "Ready").map(|c| c.0), Some("True".into()));
+    assert!(can_list_pods(&provider_client, &w.customer).await);
+}
+
+#[tokio::test]
+async fn drift_is_repaired_and_what_no_longer_belongs_is_pruned() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("drift").await;
+    let user = msp_testenv::unique_name("duser");
+    let provider_client = env.user_client(&user, &[]).await;
+    let role_name = msp_testenv::unique_name("drift-pod-reader");
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    roles
+        .create(
+            &PostParams::default(),
+            &delegable_role(&role_name, vec![read_pods()], true),
+        )
+        .await
+        .expect("role");
+    apply(
+        &admin,
+        &offer(
+            &w.provider,
+            "o",
+            &w.provider_tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(PrincipalKind::User, &user, &role_name)],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "d",
+            (&w.provider, "o"),
+            "p",
+            "1.0.0",
+            Some(vec![&w.customer, &w.customer_b]),
+        ),
+    )
+    .await;
+    wait_condition(&admin, &w.customer, "d", "Ready", "True", None).await;
+    wait_access(&provider_client, &w.customer_b, true).await;
+
+    // Deleted binding: restored.
+    let binding = managed_bindings(&admin, &w.customer, "d")
+        .await
+        .into_iter()
+        .find(|b| b.namespace().as_deref() == Some(w.customer.name()))
+        .expect("binding");
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &w.customer);
+    bindings
+        .delete(&binding.name_any(), &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_until(TIMEOUT, "the binding to be recreated", || {
+        let bindings = bindings.clone();
+        let name = binding.name_any();
+        let old_uid = binding.uid();
+        async move {
+            match bindings.get_opt(&name).await {
+                Ok(Some(b)) if b.uid() != old_uid => Ok(()),
+                other => Err(format!("{:?}", other.map(|o| o.map(|b| b.uid())))),
+            }
+        }
+    })
+    .await
+    .expect("restored");
+
+    // Edited binding (a subject swapped in): restored to exactly the grant.
+    let mut edited = bindings.get(&binding.name_any()).await.expect("get");
+    edited.subjects = Some(vec![Subject {
+        kind: "User".into(),
+        name: "mallory".into(),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        ..Default::default()
+    }]);
+    bindings
+        .replace(&binding.name_any(), &PostParams::default(), &edited)
+        .await
+        .expect("edit");
+    wait_until(TIMEOUT, "the subject to be restored", || {
+        let bindings = bindings.clone();
+        let name = binding.name_any();
+        let user = user.clone();
+        async move {
+            let b = bindings.get(&name).await.map_err(|e| e.to_string())?;
+            let subjects = b.subjects.unwrap_or_default();
+            if subjects.len() == 1 && subjects[0].name == user {
+                Ok(())
+            } else {
+                Err(format!("{subjects:?}"))
+            }
+        }
+    })
+    .await
+    .expect("repaired");
+
+    // A namespace leaves the scope: its grant is pruned, the other stays.
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "d",
+            (&w.provider, "o"),
+            "p",
+            "1.0.0",
+            Some(vec![&w.customer]),
+        ),
+    )
+    .await;
+    wait_access(&provider_client, &w.customer_b, false).await;
+    assert!(can_list_pods(&provider_client, &w.customer).await);
+
+    // The role stops being delegable: revoked (fail closed) and reported.
+    let mut role = roles.get(&role_name).await.expect("role");
+    role.metadata.labels = None;
+    roles
+        .replace(&role_name, &PostParams::default(), &role)
+        .await
+        .expect("unlabel");
+    let d = wait_condition(
+        &admin,
+        &w.customer,
+        "d",
+        "Ready",
+        "False",
+        Some("RoleNotDelegable"),
+    )
+    .await;
+    assert!(
+        condition(&d, "Ready")
+            .expect("ready")
+            .2
+            .contains(&role_name)
+    );
+    wait_access(&provider_client, &w.customer, false).await;
+    assert!(managed_bindings(&admin, &w.customer, "d").await.is_empty());
+    roles
+        .delete(&role_name, &DeleteParams::default())
+        .await
+        .expect("cleanup role");
+}
+
+#[tokio::test]
+async fn the_removal_right_reaches_exactly_one_delegation() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("deleter").await;
+    let bob = msp_testenv::unique_name("bob");
+    let bob_client = env.user_client(&bob, &[]).await;
+    apply(
+        &admin,
+        &offer(
+            &w.provider,
+            "o",
+            &w.provider_tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(PrincipalKind::User, &bob, DELEGATION_DELETER_ROLE)],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &offer(
+            &w.provider,
+            "other",
+            &w.provider_tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(PrincipalKind::User, "someone", "msp-operator:reader")],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "mine",
+            (&w.provider, "o"),
+            "p",
+            "1.0.0",
+            Some(vec![&w.customer, &w.customer_b]),
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "theirs",
+            (&w.provider, "other"),
+            "p",
+            "1.0.0",
+            None,
+        ),
+    )
+    .await;
+    wait_condition(&admin, &w.customer, "mine", "Ready", "True", None).await;
+    wait_condition(&admin, &w.customer, "theirs", "Ready", "True", None).await;
+
+    let roles: Vec<Role> = Api::<Role>::namespaced(admin.clone(), &w.customer)
+        .list(&kube::api::ListParams::default().labels("msp-operator.io/delegation=mine"))
+        .await
+        .expect("roles")
+        .items;
+    assert_eq!(
+        roles.len(),
+        1,
+        "one Role, only in the Delegation's namespace"
+    );
+    assert!(
+        Api::<Role>::namespaced(admin.clone(), &w.customer_b)
+            .list(&kube::api::ListParams::default().labels("msp-operator.io/delegation=mine"))
+            .await
+            .expect("roles")
+            .items
+            .is_empty()
+    );
+
+    let as_bob: Api<Delegation> = Api::namespaced(bob_client.clone(), &w.customer);
+    wait_until(TIMEOUT, "bob to read his delegation", || {
+        let as_bob = as_bob.clone();
+        async move {
+            as_bob
+                .get("mine")
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+    .expect("bob can get it");
+    assert!(matches!(as_bob.get("theirs").await, Err(kube::Error::Api(s)) if s.code == 403));
+    assert!(
+        matches!(as_bob.delete("theirs", &DeleteParams::default()).await, Err(kube::Error::Api(s)) if s.code == 403)
+    );
+    assert!(
+        matches!(as_bob.list(&Default::default()).await, Err(kube::Error::Api(s)) if s.code == 403)
+    );
+    as_bob
+        .delete("mine", &DeleteParams::default())
+        .await
+        .expect("bob removes his delegation");
+    wait_until(TIMEOUT, "the delegation and its Role to be gone", || {
+        let admin = admin.clone();
+        let ns = w.customer.name().to_string();
+        async move {
+            let left = Api::<Role>::namespaced(admin.clone(), &ns)
+                .list(&kube::api::ListParams::default().labels("msp-operator.io/delegation=mine"))
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            let exists = Api::<Delegation>::namespaced(admin, &ns)
+                .get_opt("mine")
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some();
+            if left == 0 && !exists {
+                Ok(())
+            } else {
+                Err(format!("roles left {left}, delegation exists {exists}"))
+            }
+        }
+    })
+    .await
+    .expect("removed");
+    assert!(
+        Api::<Delegation>::namespaced(admin, &w.customer)
+            .get_opt("theirs")
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_user_cannot_make_the_operator_bind_where_they_could_not() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("deputy").await;
+    let carol = msp_testenv::unique_name("carol");
+    let carol_client = env.user_client(&carol, &[]).await;
+    apply(
+        &admin,
+        &offer(
+            &w.provider,
+            "o",
+            &w.provider_tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(PrincipalKind::User, "x", "msp-operator:reader")],
+            )],
+        ),
+    )
+    .await;
+    // Carol may manage Delegations in the customer namespace, and may create
+    // RoleBindings there, but not in customer_b.
+    let role = Role {
+        metadata: ObjectMeta {
+            name: Some("delegation-admin".into()),
+            namespace: Some(w.customer.name().into()),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec!["msp-operator.io".into()]),
+                resources: Some(vec!["delegations".into()]),
+                verbs: vec![
+                    "create".into(),
+                    "get".into(),
+                    "update".into(),
+                    "patch".into(),
+                ],
+                ..Default::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec!["rbac.authorization.k8s.io".into()]),
+                resources: Some(vec!["rolebindings".into()]),
+                verbs: vec!["create".into()],
+                ..Default::default()
+            },
+        ]),
+    };
+    create(&admin, &role).await;
+    create(
+        &admin,
+        &RoleBinding {
+            metadata: ObjectMeta {
+                name: Some("carol".into()),
+                namespace: Some(w.customer.name().into()),
+                ..Default::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name: "delegation-admin".into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "User".into(),
+                name: carol.clone(),
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                ..Default::default()
+            }]),
+        },
+    )
+    .await;
+    let as_carol: Api<Delegation> = Api::namespaced(carol_client, &w.customer);
+    let wide = delegation(
+        &w.customer,
+        "wide",
+        (&w.provider, "o"),
+        "p",
+        "1.0.0",
+        Some(vec![&w.customer, &w.customer_b]),
+    );
+    let refused = wait_until(TIMEOUT, "carol's RBAC to take effect", || {
+        let as_carol = as_carol.clone();
+        let wide = wide.clone();
+        async move {
+            match as_carol.create(&PostParams::default(), &wide).await {
+                Err(kube::Error::Api(s)) if s.message.contains("you may not in namespace") => Ok(s),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .expect("refused by the admission policy");
+    assert!(
+        refused.message.contains(w.customer_b.name()),
+        "{}",
+        refused.message
+    );
+    assert!(
+        !refused
+            .message
+            .contains(&format!("namespace {}", w.customer.name())),
+        "{}",
+        refused.message
+    );
+    // Within her rights it works.
+    let narrow = delegation(
+        &w.customer,
+        "narrow",
+        (&w.provider, "o"),
+        "p",
+        "1.0.0",
+        None,
+    );
+    as_carol
+        .create(&PostParams::default(), &narrow)
+        .await
+        .expect("allowed for her own namespace");
+    wait_condition(&admin, &w.customer, "narrow", "Ready", "True", None).await;
+    // Widening it later is checked too.
+    let mut widened = as_carol.get("narrow").await.expect("get");
+    widened.spec.namespaces = Some(vec![NamespaceName(w.customer_b.name().into())]);
+    let err = as_carol
+        .replace("narrow", &PostParams::default(), &widened)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains(w.customer_b.name()), "{err}");
+}
+
+#[tokio::test]
+async fn a_converged_delegation_costs_no_writes() {
+    let env = env();
+    let Some(plane) = env.local() else {
+        eprintln!("skipped: counting writes needs the local control plane's audit log");
+        return;
+    };
+    let admin = env.client().await;
+    let w = world("quiet").await;
+    apply(
+        &admin,
+        &offer(
+            &w.provider,
+            "o",
+            &w.provider_tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(
+                    PrincipalKind::Group,
+                    "quiet-team",
+                    "msp-operator:reader",
+                )],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "d",
+            (&w.provider, "o"),
+            "p",
+            "1.0.0",
+            Some(vec![&w.customer, &w.customer_b]),
+        ),
+    )
+    .await;
+    wait_condition(&admin, &w.customer, "d", "Ready", "True", None).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Only this test's objects: the operator serves every test of the binary.
+    let ours = [w.provider.name(), w.customer.name(), w.customer_b.name()];
+    let mine = |writes: Vec<String>| -> Vec<String> {
+        writes
+            .into_iter()
+            .filter(|line| ours.iter().any(|ns| line.contains(&format!(" {ns}/"))))
+            .collect()
+    };
+    let before = mine(plane.writes_by(OPERATOR_USER));
+    // Events that reach the operator without changing anything: an annotation
+    // on the delegation, a label on the offer, a label on a namespace.
+    let delegations: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
+    delegations
+        .patch(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"touched": "1"}}})),
+        )
+        .await
+        .expect("annotate");
+    Api::<ManagedServiceOffer>::namespaced(admin.clone(), &w.provider)
+        .patch(
+            "o",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"touched": "1"}}})),
+        )
+        .await
+        .expect("label offer");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let after = mine(plane.writes_by(OPERATOR_USER));
+    let new: Vec<&String> = after.iter().skip(before.len()).collect();
+    assert!(
+        new.is_empty(),
+        "a converged delegation made writes: {new:#?}"
+    );
+}
+
+fn kubectl_apply(env: &msp_testenv::TestEnv, yaml: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = env
+        .kubectl()
+        .args([
+            "apply",
+            "--server-side",
+            "--field-manager=msp-tests",
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("kubectl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn kubectl_apply_refuses_bad_offers_with_the_rule_message() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("cel").await;
+    let ns = w.provider.name();
+    let tenant = &w.provider_tenant;
+    let offer_yaml = |tenant: &str, version: &str, visibility: &str, role: &str, extra: &str| {
+        format!(
+            "apiVersion: msp-operator.io/v1alpha1\nkind: ManagedServiceOffer\nmetadata: {{name: cel, namespace: {ns}}}\nspec:\n  displayName: CEL\n  provider: {{tenant: {tenant}}}\n  plans:\n  - name: p\n    version: {version}\n    visibility: {visibility}\n{extra}    authorizations:\n    - principal: {{kind: User, name: u}}\n      roleRef: {role}\n"
+        )
+    };
+    let (ok, out) = kubectl_apply(
+        env,
+        &offer_yaml(tenant, "1.0.0", "Public", "msp-operator:reader", ""),
+    );
+    assert!(ok, "{out}");
+    let cases = [
+        (
+            offer_yaml(
+                tenant,
+                "1.0.0",
+                "Private",
+                "msp-operator:reader",
+                "    audience: [x]\n",
+            ),
+            "a Public plan can never become Private",
+        ),
+        (
+            offer_yaml(tenant, "1.0.0", "Public", "msp-operator:operator", ""),
+            "authorizations can only change together with a higher spec.plans[].version",
+        ),
+        (
+            offer_yaml(tenant, "0.9.0", "Public", "msp-operator:reader", ""),
+            "version must not decrease",
+        ),
+        (
+            offer_yaml("someone-else", "1.0.0", "Public", "msp-operator:reader", ""),
+            "spec.provider.tenant is immutable",
+        ),
+    ];
+    for (yaml, message) in cases {
+        let (ok, out) = kubectl_apply(env, &yaml);
+        assert!(
+            !ok && out.contains(message),
+            "expected {message:?}, kubectl said: {out}"
+        );
+    }
+    // Raising the version makes the same change acceptable.
+    let (ok, out) = kubectl_apply(
+        env,
+        &offer_yaml(tenant, "1.1.0", "Public", "msp-operator:operator", ""),
+    );
+    assert!(ok, "{out}");
+    // New objects are validated too.
+    let fresh = offer_yaml(tenant, "1.0.0", "Private", "msp-operator:reader", "")
+        .replace("name: cel,", "name: cel2,");
+    let (ok, out) = kubectl_apply(env, &fresh);
+    assert!(
+        !ok && out.contains("a Private plan needs spec.plans[].audience"),
+        "{out}"
+    );
+    let bad_name = offer_yaml(tenant, "1.0.0", "Public", "msp-operator:reader", "")
+        .replace("- name: p\n", "- name: Bad Name\n")
+        .replace("name: cel,", "name: cel3,");
+    let (ok, out) = kubectl_apply(env, &bad_name);
+    assert!(!ok && out.contains("spec.plans[0].name"), "{out}");
+    let _ = admin;
+}

@@ -1,0 +1,298 @@
+//! Shared setup of the operator integration tests: CRDs, the shipped RBAC and
+//! admission policies, and one operator per test binary running as its own
+//! user (`msp-operator`) under exactly the shipped ClusterRole.
+
+#![allow(dead_code)]
+
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use msp_operator::api::*;
+use msp_operator::controller::{self, Settings};
+use msp_testenv::binaries::repo_root;
+use msp_testenv::{TestEnv, manifests, wait_for};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The user the operator authenticates as in these tests.
+pub const OPERATOR_USER: &str = "msp-operator";
+/// Generous: the operator converges in well under a second when healthy.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The environment with CRDs, RBAC and policies installed and the operator
+/// running (once per test binary).
+pub fn env() -> &'static TestEnv {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    let env = TestEnv::shared();
+    STARTED.get_or_init(|| {
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let client = env.client().await;
+                for file in [
+                    "crds/managedserviceoffers.yaml",
+                    "crds/delegations.yaml",
+                    "deploy/operator-clusterrole.yaml",
+                    "deploy/delegable-roles.yaml",
+                    "deploy/admission-policies.yaml",
+                ] {
+                    manifests::apply_yaml(&client, &read(file), "msp-tests", "default")
+                        .await
+                        .unwrap_or_else(|e| panic!("apply {file}: {e:#}"));
+                }
+                let binding = ClusterRoleBinding {
+                    metadata: ObjectMeta {
+                        name: Some("msp-operator-tests".into()),
+                        ..Default::default()
+                    },
+                    role_ref: RoleRef {
+                        api_group: "rbac.authorization.k8s.io".into(),
+                        kind: "ClusterRole".into(),
+                        name: "msp-operator".into(),
+                    },
+                    subjects: Some(vec![Subject {
+                        kind: "User".into(),
+                        name: OPERATOR_USER.into(),
+                        api_group: Some("rbac.authorization.k8s.io".into()),
+                        ..Default::default()
+                    }]),
+                };
+                Api::<ClusterRoleBinding>::all(client)
+                    .patch(
+                        "msp-operator-tests",
+                        &PatchParams::apply("msp-tests").force(),
+                        &Patch::Apply(&binding),
+                    )
+                    .await
+                    .expect("bind operator");
+            });
+        })
+        .join()
+        .expect("setup");
+        // Operator logs go to stderr, filtered by RUST_LOG (default: warnings).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .try_init();
+        // The operator gets a runtime of its own that outlives every test.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let client = env.user_client(OPERATOR_USER, &[]).await;
+                let settings = Settings {
+                    resync: Duration::from_secs(3600),
+                    ..Settings::default()
+                };
+                controller::run(client, settings, futures::future::pending()).await;
+            });
+        });
+    });
+    env
+}
+
+/// An authorization of `kind/name` to `role`.
+pub fn auth(kind: PrincipalKind, name: &str, role: &str) -> Authorization {
+    Authorization {
+        principal: Principal {
+            kind,
+            name: name.into(),
+            namespace: None,
+        },
+        principal_display_name: Some(format!("{name} at the provider")),
+        role_ref: role.into(),
+    }
+}
+
+/// A plan.
+pub fn plan(name: &str, version: &str, authorizations: Vec<Authorization>) -> Plan {
+    Plan {
+        name: name.into(),
+        display_name: None,
+        description: None,
+        version: version.into(),
+        visibility: Visibility::Public,
+        audience: None,
+        authorizations,
+    }
+}
+
+/// An offer of `tenant` in `namespace`.
+pub fn offer(namespace: &str, name: &str, tenant: &str, plans: Vec<Plan>) -> ManagedServiceOffer {
+    let mut offer = ManagedServiceOffer::new(
+        name,
+        ManagedServiceOfferSpec {
+            display_name: format!("{name} by {tenant}"),
+            description: None,
+            provider: Provider {
+                display_name: None,
+                tenant: tenant.into(),
+            },
+            plans,
+        },
+    );
+    offer.metadata.namespace = Some(namespace.into());
+    offer
+}
+
+/// A delegation in `namespace` accepting `offer_ns/offer` plan `plan` at `version`.
+pub fn delegation(
+    namespace: &str,
+    name: &str,
+    (offer_ns, offer): (&str, &str),
+    plan: &str,
+    version: &str,
+    namespaces: Option<Vec<&str>>,
+) -> Delegation {
+    let mut delegation = Delegation::new(
+        name,
+        DelegationSpec {
+            offer_ref: OfferRef {
+                namespace: offer_ns.into(),
+                name: offer.into(),
+            },
+            plan: plan.into(),
+            plan_version: version.into(),
+            namespaces: namespaces
+                .map(|list| list.into_iter().map(|n| NamespaceName(n.into())).collect()),
+        },
+    );
+    delegation.metadata.namespace = Some(namespace.into());
+    delegation
+}
+
+/// Server-side applies `object` as the test (a GitOps tool would do the same).
+pub async fn apply<K>(client: &Client, object: &K) -> K
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().expect("namespace"));
+    let mut body = serde_json::to_value(object).expect("json");
+    body["apiVersion"] = K::api_version(&()).into();
+    body["kind"] = K::kind(&()).into();
+    if let Some(m) = body["metadata"].as_object_mut() {
+        m.remove("resourceVersion");
+    }
+    if let Some(o) = body.as_object_mut() {
+        o.remove("status");
+    }
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply("msp-tests").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {} {}: {e}", K::kind(&()), object.name_any()))
+}
+
+/// The condition `type_` of a delegation, as (status, reason, message).
+pub fn condition(d: &Delegation, type_: &str) -> Option<(String, String, String)> {
+    d.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until delegation `ns/name` has condition `type_` = `status` (and,
+/// when given, `reason`) for its current generation.
+pub async fn wait_condition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> Delegation {
+    let api: Api<Delegation> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        &api,
+        name,
+        TIMEOUT,
+        &format!("{type_}={status} {reason:?}"),
+        |d| {
+            d.status
+                .as_ref()
+                .is_some_and(|s| s.observed_generation == d.metadata.generation)
+                && condition(d, type_)
+                    .is_some_and(|(s, r, _)| s == status && reason.is_none_or(|want| want == r))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The RoleBindings the operator manages for delegation `ns/name`.
+pub async fn managed_bindings(client: &Client, ns: &str, name: &str) -> Vec<RoleBinding> {
+    Api::<RoleBinding>::all(client.clone())
+        .list(&ListParams::default().labels(&format!(
+            "msp-operator.io/delegation-namespace={ns},msp-operator.io/delegation={name}"
+        )))
+        .await
+        .expect("list rolebindings")
+        .items
+}
+
+/// Whether `client` may list pods in `ns` (true), is forbidden (false).
+pub async fn can_list_pods(client: &Client, ns: &str) -> bool {
+    use k8s_openapi::api::core::v1::Pod;
+    match Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => true,
+        Err(kube::Error::Api(s)) if s.code == 403 => false,
+        Err(e) => panic!("unexpected error listing pods in {ns}: {e}"),
+    }
+}
+
+/// Waits until `client`'s access to pods in `ns` is `expected`.
+pub async fn wait_access(client: &Client, ns: &str, expected: bool) {
+    msp_testenv::wait_until(TIMEOUT, &format!("list pods in {ns} == {expected}"), || {
+        let client = client.clone();
+        let ns = ns.to_string();
+        async move {
+            let can = can_list_pods(&client, &ns).await;
+            if can == expected {
+                Ok(())
+            } else {
+                Err(format!("can={can}"))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// Creates `object` (for a create that is expected to work).
+pub async fn create<K>(client: &Client, object: &K) -> K
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), &object.namespace().expect("namespace"))
+        .create(&PostParams::default(), object)
+        .await
+        .unwrap_or_else(|e| panic!("create {}: {e}", object.name_any()))
+}
