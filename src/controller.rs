@@ -99,21 +99,43 @@ pub struct Context {
     pub recorder: Recorder,
     /// Settings.
     pub settings: Settings,
+    /// Every cache has had its initial list (latched by `caches_ready`).
+    pub caches_synced: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
     /// Waits until every cache has its initial list; reconciles never act on
     /// a partial view (an empty offer cache would read as "offer deleted").
+    ///
+    /// `Store::wait_until_ready` wakes only the most recent of several
+    /// concurrent waiters (its oneshot keeps one waker), and the controllers
+    /// wait on their own stores too. So readiness is polled with a short
+    /// timeout, which re-registers the waker each time; once a store was seen
+    /// ready the answer is memoized, and the whole check is latched here.
     async fn caches_ready(&self) {
-        let _ = tokio::join!(
-            self.offers.wait_until_ready(),
-            self.delegations.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.cluster_roles.wait_until_ready(),
-            self.role_bindings.wait_until_ready(),
-            self.roles.wait_until_ready(),
-            self.revisions.wait_until_ready(),
-        );
+        if self
+            .caches_synced
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        macro_rules! settle {
+            ($store:expr) => {
+                while tokio::time::timeout(Duration::from_millis(50), $store.wait_until_ready())
+                    .await
+                    .is_err()
+                {}
+            };
+        }
+        settle!(self.offers);
+        settle!(self.delegations);
+        settle!(self.namespaces);
+        settle!(self.cluster_roles);
+        settle!(self.role_bindings);
+        settle!(self.roles);
+        settle!(self.revisions);
+        self.caches_synced
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     fn namespace_info(&self, name: &str) -> Option<NamespaceInfo> {
@@ -964,6 +986,7 @@ pub async fn run(
             },
         ),
         settings: settings.clone(),
+        caches_synced: std::sync::atomic::AtomicBool::new(false),
     });
 
     let by_labels = |labels: &BTreeMap<String, String>| delegation_of(labels);

@@ -26,9 +26,17 @@ fn read(path: &str) -> String {
 /// The environment with CRDs, RBAC and policies installed and the operator
 /// running (once per test binary).
 pub fn env() -> &'static TestEnv {
-    static STARTED: OnceLock<()> = OnceLock::new();
+    let env = install();
+    start_operator();
+    env
+}
+
+/// The environment with CRDs, the shipped RBAC and admission policies
+/// installed, without starting the operator (once per test binary).
+pub fn install() -> &'static TestEnv {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
     let env = TestEnv::shared();
-    STARTED.get_or_init(|| {
+    INSTALLED.get_or_init(|| {
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -76,6 +84,16 @@ pub fn env() -> &'static TestEnv {
         })
         .join()
         .expect("setup");
+    });
+    env
+}
+
+/// Starts the operator (once per test binary) as user `msp-operator`, on a
+/// runtime of its own that outlives every test.
+pub fn start_operator() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    let env = install();
+    STARTED.get_or_init(|| {
         // Operator logs go to stderr, filtered by RUST_LOG (default: warnings).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -84,7 +102,6 @@ pub fn env() -> &'static TestEnv {
             )
             .with_writer(std::io::stderr)
             .try_init();
-        // The operator gets a runtime of its own that outlives every test.
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -101,7 +118,6 @@ pub fn env() -> &'static TestEnv {
             });
         });
     });
-    env
 }
 
 /// An authorization of `kind/name` to `role`.

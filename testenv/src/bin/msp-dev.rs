@@ -100,12 +100,15 @@ async fn run(operator: PathBuf) -> anyhow::Result<()> {
     let crds = read_yaml_dir(&root.join("crds"))?;
     manifests::apply_yaml(&client, &crds, "msp-dev", "default").await?;
     eprintln!("msp-dev: installed the CRDs from crds/");
-    let examples = root.join("examples");
-    if examples.join("rbac").is_dir() {
-        let rbac = read_yaml_dir(&examples.join("rbac"))?;
-        manifests::apply_yaml(&client, &rbac, "msp-dev", "default").await?;
-        eprintln!("msp-dev: applied examples/rbac/ (delegable role catalog)");
+    for file in [
+        "deploy/delegable-roles.yaml",
+        "deploy/admission-policies.yaml",
+    ] {
+        let yaml = std::fs::read_to_string(root.join(file))?;
+        manifests::apply_yaml(&client, &yaml, "msp-dev", "default").await?;
+        eprintln!("msp-dev: applied {file}");
     }
+    let examples = root.join("examples");
     let samples = read_yaml_dir(&examples)?;
     manifests::apply_yaml(&client, &samples, "msp-dev", "default").await?;
     eprintln!("msp-dev: applied examples/*.yaml");
