@@ -94,9 +94,10 @@ pub fn snapshot_name(
     version: &str,
 ) -> String {
     let hash = stable_hash(&[delegation_uid, offer_namespace, offer, plan, version]);
+    // 4 + 29 + 1 + 20 (longest version) + 1 + 8 = 63 characters at most.
     format!(
         "msp-{}-{}-{:08x}",
-        truncated(delegation, 40),
+        truncated(delegation, 29),
         version.replace('.', "-"),
         hash & 0xffff_ffff
     )

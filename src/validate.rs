@@ -260,3 +260,333 @@ pub fn version_gt(a: &str, b: &str) -> bool {
     }
     parts(a) > parts(b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::*;
+    use std::collections::BTreeMap;
+
+    fn auth(role: &str) -> Authorization {
+        Authorization {
+            principal: Principal {
+                kind: PrincipalKind::User,
+                name: "alice".into(),
+                namespace: None,
+            },
+            principal_display_name: None,
+            role_ref: role.into(),
+        }
+    }
+
+    fn offer(plans: Vec<Plan>) -> ManagedServiceOffer {
+        let mut o = ManagedServiceOffer::new(
+            "offer",
+            ManagedServiceOfferSpec {
+                display_name: "Offer".into(),
+                description: None,
+                provider: Provider {
+                    display_name: None,
+                    tenant: "acme".into(),
+                },
+                plans,
+            },
+        );
+        o.metadata.namespace = Some("provider".into());
+        o
+    }
+
+    fn plan(version: &str, visibility: Visibility, audience: Option<Vec<&str>>) -> Plan {
+        Plan {
+            name: "basic".into(),
+            display_name: None,
+            description: None,
+            version: version.into(),
+            visibility,
+            audience: audience.map(|a| a.into_iter().map(|t| TenantId(t.into())).collect()),
+            authorizations: vec![auth("reader"), auth(DELEGATION_DELETER_ROLE)],
+        }
+    }
+
+    fn delegation(ns: &str, version: &str, namespaces: Option<Vec<&str>>) -> Delegation {
+        let mut d = Delegation::new(
+            "d",
+            DelegationSpec {
+                offer_ref: OfferRef {
+                    namespace: "provider".into(),
+                    name: "offer".into(),
+                },
+                plan: "basic".into(),
+                plan_version: version.into(),
+                namespaces: namespaces
+                    .map(|l| l.into_iter().map(|n| NamespaceName(n.into())).collect()),
+            },
+        );
+        d.metadata.namespace = Some(ns.into());
+        d.metadata.uid = Some("uid".into());
+        d
+    }
+
+    /// Namespaces: cust-a, cust-b (tenant fabrikam), other (tenant other),
+    /// provider (tenant acme), dying (fabrikam, terminating).
+    fn namespaces(name: &str) -> Option<NamespaceInfo> {
+        let (tenant, terminating) = match name {
+            "cust-a" | "cust-b" => ("fabrikam", false),
+            "dying" => ("fabrikam", true),
+            "other" => ("other", false),
+            "provider" => ("acme", false),
+            _ => return None,
+        };
+        Some(NamespaceInfo {
+            tenant: tenant.into(),
+            terminating,
+        })
+    }
+
+    fn all_delegable(_: &str) -> Result<(), Refusal> {
+        Ok(())
+    }
+
+    fn decide_with(
+        d: &Delegation,
+        o: Option<&ManagedServiceOffer>,
+        snapshot: Option<AcceptedPlan>,
+        role: &dyn Fn(&str) -> Result<(), Refusal>,
+    ) -> Decision {
+        decide(&Inputs {
+            delegation: d,
+            offer: o,
+            snapshot,
+            namespace: &namespaces,
+            role,
+        })
+    }
+
+    fn reason(decision: &Decision) -> Option<Reason> {
+        decision.outcome.as_ref().err().map(|r| r.reason)
+    }
+
+    #[test]
+    fn accepts_a_public_plan_at_its_published_version() {
+        let o = offer(vec![plan("1.0.0", Visibility::Public, None)]);
+        let d = delegation(
+            "cust-a",
+            "1.0.0",
+            Some(vec!["cust-a", "cust-b", "missing", "dying"]),
+        );
+        let decision = decide_with(&d, Some(&o), None, &all_delegable);
+        let accepted = decision.outcome.expect("accepted");
+        assert!(accepted.new_snapshot);
+        assert_eq!(accepted.plan.version, "1.0.0");
+        assert_eq!(
+            accepted.namespaces,
+            vec![
+                ("cust-a".into(), NamespaceState::Grantable),
+                ("cust-b".into(), NamespaceState::Grantable),
+                ("dying".into(), NamespaceState::Terminating),
+                ("missing".into(), NamespaceState::Missing),
+            ]
+        );
+        assert_eq!(decision.customer_tenant, "fabrikam");
+        assert_eq!(decision.managed_by_tenant.as_deref(), Some("acme"));
+        assert_eq!(decision.latest_version.as_deref(), Some("1.0.0"));
+    }
+
+    #[test]
+    fn defaults_to_the_delegations_own_namespace() {
+        let o = offer(vec![plan("1.0.0", Visibility::Public, None)]);
+        let accepted = decide_with(
+            &delegation("cust-b", "1.0.0", None),
+            Some(&o),
+            None,
+            &all_delegable,
+        )
+        .outcome
+        .expect("accepted");
+        assert_eq!(
+            accepted.namespaces,
+            vec![("cust-b".into(), NamespaceState::Grantable)]
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let public = offer(vec![plan("1.0.0", Visibility::Public, None)]);
+        let cases: Vec<(Delegation, Option<&ManagedServiceOffer>, Reason, &str)> = vec![
+            (
+                delegation("cust-a", "1.0.0", None),
+                None,
+                Reason::OfferNotFound,
+                "spec.offerRef",
+            ),
+            (
+                delegation("cust-a", "2.0.0", None),
+                Some(&public),
+                Reason::VersionNotPublished,
+                "spec.planVersion",
+            ),
+            (
+                delegation("cust-a", "0.9.0", None),
+                Some(&public),
+                Reason::VersionNotPublished,
+                "set spec.planVersion to 1.0.0",
+            ),
+            (
+                delegation("provider", "1.0.0", None),
+                Some(&public),
+                Reason::SameTenant,
+                "cannot delegate to itself",
+            ),
+            (
+                delegation("cust-a", "1.0.0", Some(vec!["cust-a", "other"])),
+                Some(&public),
+                Reason::ForeignNamespace,
+                "\"other\"",
+            ),
+        ];
+        for (d, o, want, hint) in cases {
+            let decision = decide_with(&d, o, None, &all_delegable);
+            let refused = decision.outcome.expect_err("refused");
+            assert_eq!(refused.reason, want);
+            assert!(refused.message.contains(hint), "{}", refused.message);
+        }
+        let mut other_plan = plan("1.0.0", Visibility::Public, None);
+        other_plan.name = "gold".into();
+        let o = offer(vec![other_plan]);
+        let decision = decide_with(
+            &delegation("cust-a", "1.0.0", None),
+            Some(&o),
+            None,
+            &all_delegable,
+        );
+        assert_eq!(reason(&decision), Some(Reason::PlanNotFound));
+        assert!(
+            decision
+                .outcome
+                .expect_err("refused")
+                .message
+                .contains("gold")
+        );
+    }
+
+    #[test]
+    fn private_plans_admit_only_their_audience() {
+        let o = offer(vec![plan(
+            "1.0.0",
+            Visibility::Private,
+            Some(vec!["fabrikam"]),
+        )]);
+        assert!(
+            decide_with(
+                &delegation("cust-a", "1.0.0", None),
+                Some(&o),
+                None,
+                &all_delegable
+            )
+            .outcome
+            .is_ok()
+        );
+        let o = offer(vec![plan(
+            "1.0.0",
+            Visibility::Private,
+            Some(vec!["contoso"]),
+        )]);
+        let decision = decide_with(
+            &delegation("cust-a", "1.0.0", None),
+            Some(&o),
+            None,
+            &all_delegable,
+        );
+        assert_eq!(reason(&decision), Some(Reason::NotInAudience));
+    }
+
+    #[test]
+    fn every_role_must_be_delegable_and_the_deleter_needs_no_clusterrole() {
+        let o = offer(vec![plan("1.0.0", Visibility::Public, None)]);
+        let role = |name: &str| {
+            if name == "reader" {
+                Err(Refusal::NotLabeled)
+            } else {
+                panic!("only real ClusterRoles are checked, not {name}")
+            }
+        };
+        let decision = decide_with(&delegation("cust-a", "1.0.0", None), Some(&o), None, &role);
+        let refused = decision.outcome.expect_err("refused");
+        assert_eq!(refused.reason, Reason::RoleNotDelegable);
+        assert!(
+            refused
+                .message
+                .contains("authorizations[0] role \"reader\""),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn service_accounts_must_live_with_the_offer() {
+        let mut p = plan("1.0.0", Visibility::Public, None);
+        p.authorizations = vec![Authorization {
+            principal: Principal {
+                kind: PrincipalKind::ServiceAccount,
+                name: "bot".into(),
+                namespace: Some("elsewhere".into()),
+            },
+            principal_display_name: None,
+            role_ref: "reader".into(),
+        }];
+        let o = offer(vec![p]);
+        let decision = decide_with(
+            &delegation("cust-a", "1.0.0", None),
+            Some(&o),
+            None,
+            &all_delegable,
+        );
+        assert_eq!(reason(&decision), Some(Reason::InvalidPrincipal));
+    }
+
+    #[test]
+    fn the_snapshot_wins_over_the_live_offer() {
+        let accepted = AcceptedPlan {
+            offer_namespace: "provider".into(),
+            offer_name: "offer".into(),
+            provider_tenant: "acme".into(),
+            plan: "basic".into(),
+            version: "1.0.0".into(),
+            authorizations: vec![auth("reader")],
+        };
+        // The provider moved on to 2.0.0 with a stronger role.
+        let mut newer = plan("2.0.0", Visibility::Public, None);
+        newer.authorizations = vec![auth("operator")];
+        let o = offer(vec![newer]);
+        let d = delegation("cust-a", "1.0.0", None);
+        let decision = decide_with(&d, Some(&o), Some(accepted.clone()), &all_delegable);
+        assert_eq!(decision.latest_version.as_deref(), Some("2.0.0"));
+        let got = decision.outcome.expect("accepted");
+        assert!(!got.new_snapshot);
+        assert_eq!(got.plan, accepted);
+        // The offer is gone: still the accepted grants.
+        let decision = decide_with(&d, None, Some(accepted.clone()), &all_delegable);
+        assert!(!decision.offer_present);
+        assert_eq!(decision.outcome.expect("accepted").plan, accepted);
+    }
+
+    #[test]
+    fn tenancy_comes_from_the_label_or_the_name() {
+        let labeled = BTreeMap::from([(
+            crate::names::TENANT_LABEL.to_string(),
+            "fabrikam".to_string(),
+        )]);
+        assert_eq!(tenant_of("ns", &labeled), "fabrikam");
+        assert_eq!(tenant_of("ns", &BTreeMap::new()), "ns");
+        let empty = BTreeMap::from([(crate::names::TENANT_LABEL.to_string(), String::new())]);
+        assert_eq!(tenant_of("ns", &empty), "ns");
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_gt("1.10.0", "1.9.9"));
+        assert!(version_gt("2.0.0", "1.99.99"));
+        assert!(!version_gt("1.0.0", "1.0.0"));
+        assert!(!version_gt("0.9.0", "1.0.0"));
+    }
+}

@@ -14,6 +14,21 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: msp-dev up | run [--operator PATH]";
 
+/// Ctrl-C or SIGTERM, whichever comes first: both stop everything cleanly.
+async fn interrupted() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 fn state_dir() -> PathBuf {
     repo_root().join("target/msp-dev")
 }
@@ -62,7 +77,7 @@ async fn up() -> anyhow::Result<()> {
     let mut plane = start().await?;
     println!("export KUBECONFIG={}", plane.admin_kubeconfig().display());
     eprintln!("msp-dev: Ctrl-C stops it");
-    tokio::signal::ctrl_c().await?;
+    interrupted().await;
     eprintln!("msp-dev: stopping the control plane");
     plane.stop();
     Ok(())
@@ -132,7 +147,7 @@ async fn run(operator: PathBuf) -> anyhow::Result<()> {
             Ok(status) => Err(anyhow::anyhow!("the operator exited with {status}")),
             Err(e) => Err(e.into()),
         },
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupted() => {
             eprintln!("\nmsp-dev: stopping the operator");
             if let Some(pid) = child.id() {
                 // SAFETY: signalling our own child.
