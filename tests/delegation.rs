@@ -133,6 +133,32 @@ async fn grants_exactly_the_accepted_plan_and_removes_it_completely() {
         Some(w.provider.name())
     );
 
+    wait_event(&admin, &w.customer, "monitoring", "Registered").await;
+    // The provider sees its customers on the offer.
+    let published = msp_testenv::wait_for(
+        &Api::<ManagedServiceOffer>::namespaced(admin.clone(), &w.provider),
+        "monitoring",
+        TIMEOUT,
+        "plan adoption in the offer status",
+        |o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.plans
+                    .iter()
+                    .any(|p| p.name == "basic" && p.delegations == 1 && p.ready_delegations == 1)
+            })
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        published
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.reason.as_str()),
+        Some("Published")
+    );
+
     // As the provider principal: reads in both delegated namespaces, nothing
     // elsewhere, and no writes (the reader role).
     wait_access(&alice, &w.customer, true).await;
@@ -655,6 +681,7 @@ async fn drift_is_repaired_and_what_no_longer_belongs_is_pruned() {
     })
     .await
     .expect("repaired");
+    wait_event(&admin, &w.customer, "d", "DriftCorrected").await;
 
     // A namespace leaves the scope: its grant is pruned, the other stays.
     apply(
@@ -1148,4 +1175,117 @@ async fn kubectl_apply_refuses_bad_offers_with_the_rule_message() {
     let (ok, out) = kubectl_apply(env, &bad_name);
     assert!(!ok && out.contains("spec.plans[0].name"), "{out}");
     let _ = admin;
+}
+
+#[tokio::test]
+async fn namespaces_that_appear_later_or_change_tenant_are_followed() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("nsmove").await;
+    let user = msp_testenv::unique_name("nsuser");
+    let provider_client = env.user_client(&user, &[]).await;
+    let tenant = Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .get(&w.customer)
+        .await
+        .expect("ns")
+        .labels()
+        .get(TENANT)
+        .cloned()
+        .expect("tenant label");
+    let late = msp_testenv::unique_name("nsmove-late");
+    apply(
+        &admin,
+        &offer(
+            &w.provider,
+            "o",
+            &w.provider_tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(PrincipalKind::User, &user, "msp-operator:reader")],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "d",
+            (&w.provider, "o"),
+            "p",
+            "1.0.0",
+            Some(vec![&w.customer, &late]),
+        ),
+    )
+    .await;
+    // One namespace is missing: the other is granted anyway.
+    let d = wait_condition(
+        &admin,
+        &w.customer,
+        "d",
+        "Ready",
+        "False",
+        Some("Progressing"),
+    )
+    .await;
+    let missing = d
+        .status
+        .as_ref()
+        .expect("status")
+        .namespaces
+        .iter()
+        .find(|n| n.name == late)
+        .cloned()
+        .expect("late ns status");
+    assert!(
+        !missing.ready
+            && missing
+                .message
+                .unwrap_or_default()
+                .contains("does not exist")
+    );
+    wait_access(&provider_client, &w.customer, true).await;
+
+    // It appears (same tenant): granted.
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: ObjectMeta {
+            name: Some(late.clone()),
+            labels: Some(BTreeMap::from([(TENANT.to_string(), tenant.clone())])),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone());
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create late namespace");
+    wait_condition(&admin, &w.customer, "d", "Ready", "True", Some("Granted")).await;
+    wait_access(&provider_client, &late, true).await;
+
+    // It moves to another tenant: consent no longer covers it, nothing is granted.
+    namespaces
+        .patch(
+            &late,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {TENANT: "someone-else"}}})),
+        )
+        .await
+        .expect("relabel");
+    wait_condition(
+        &admin,
+        &w.customer,
+        "d",
+        "Ready",
+        "False",
+        Some("ForeignNamespace"),
+    )
+    .await;
+    wait_access(&provider_client, &late, false).await;
+    wait_access(&provider_client, &w.customer, false).await;
+    namespaces
+        .delete(&late, &DeleteParams::default())
+        .await
+        .expect("cleanup");
 }

@@ -312,3 +312,31 @@ where
         .await
         .unwrap_or_else(|e| panic!("create {}: {e}", object.name_any()))
 }
+
+/// Waits until an Event with `reason` about delegation `ns/name` exists.
+pub async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) {
+    use k8s_openapi::api::events::v1::Event;
+    let api: Api<Event> = Api::namespaced(client.clone(), ns);
+    msp_testenv::wait_until(TIMEOUT, &format!("event {reason} on {ns}/{name}"), || {
+        let api = api.clone();
+        async move {
+            let events = api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let reasons: Vec<String> = events
+                .items
+                .iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+                .filter_map(|e| e.reason.clone())
+                .collect();
+            if reasons.iter().any(|r| r == reason) {
+                Ok(())
+            } else {
+                Err(format!("{reasons:?}"))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
