@@ -101,6 +101,28 @@ pub struct Context {
     pub settings: Settings,
     /// Every cache has had its initial list (latched by `caches_ready`).
     pub caches_synced: std::sync::atomic::AtomicBool,
+    /// Consecutive failures per object, for exponential backoff.
+    pub failures: std::sync::Mutex<HashMap<String, u32>>,
+}
+
+/// First retry delay after a failed reconcile; doubles per failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// Longest retry delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Retry delay after `failures` consecutive failures (pure).
+pub fn backoff(failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_MAX)
+}
+
+fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.clone().unwrap_or_default(),
+        object.meta().name.clone().unwrap_or_default()
+    )
 }
 
 impl Context {
@@ -768,6 +790,15 @@ async fn reconcile_delegation(
     delegation: Arc<Delegation>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let action = reconcile_delegation_once(delegation.clone(), ctx.clone()).await?;
+    succeeded(&ctx, delegation.as_ref());
+    Ok(action)
+}
+
+async fn reconcile_delegation_once(
+    delegation: Arc<Delegation>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     ctx.caches_ready().await;
     let namespace = delegation
         .namespace()
@@ -790,16 +821,44 @@ async fn reconcile_delegation(
     })
 }
 
-fn error_policy<K>(object: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action
+fn error_policy<K>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
 where
     K: Resource<DynamicType = ()>,
 {
-    warn!(object = %format!("{}/{}", object.meta().namespace.clone().unwrap_or_default(), object.meta().name.clone().unwrap_or_default()), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    let key = object_key(object.as_ref());
+    let failures = match ctx.failures.lock() {
+        Ok(mut failures) => {
+            let n = failures.entry(key.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        }
+        Err(_) => 1,
+    };
+    let delay = backoff(failures);
+    warn!(object = %key, %error, failures, retry_in = ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+/// Forgets the failures of an object that reconciled successfully.
+fn succeeded<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K) {
+    if let Ok(mut failures) = ctx.failures.lock()
+        && !failures.is_empty()
+    {
+        failures.remove(&object_key(object));
+    }
 }
 
 /// Offer status: validity and per-plan adoption.
 async fn reconcile_offer(
+    offer: Arc<ManagedServiceOffer>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let action = reconcile_offer_once(offer.clone(), ctx.clone()).await?;
+    succeeded(&ctx, offer.as_ref());
+    Ok(action)
+}
+
+async fn reconcile_offer_once(
     offer: Arc<ManagedServiceOffer>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
@@ -987,6 +1046,7 @@ pub async fn run(
         ),
         settings: settings.clone(),
         caches_synced: std::sync::atomic::AtomicBool::new(false),
+        failures: std::sync::Mutex::new(HashMap::new()),
     });
 
     let by_labels = |labels: &BTreeMap<String, String>| delegation_of(labels);
@@ -1078,4 +1138,18 @@ pub async fn run(
             }
         });
     tokio::join!(delegations, offers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(5));
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(4), Duration::from_secs(40));
+        assert_eq!(backoff(7), Duration::from_secs(300));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+    }
 }
