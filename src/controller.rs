@@ -15,11 +15,12 @@ use crate::api::{
 };
 use crate::conditions::{Conditions, Reason, is_true, types};
 use crate::desired::{self, Desired};
+use crate::index::Index;
 use crate::names;
 use crate::roles;
 use crate::snapshot;
 use crate::validate::{self, Decision, NamespaceInfo, NamespaceState};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
@@ -95,6 +96,16 @@ pub struct Context {
     pub roles: Store<Role>,
     /// Snapshots of accepted plan versions.
     pub revisions: Store<ControllerRevision>,
+    /// Delegations by offer (`namespace/name`).
+    pub delegations_by_offer: Arc<Index<Delegation>>,
+    /// Delegations by namespace they live in or delegate.
+    pub delegations_by_namespace: Arc<Index<Delegation>>,
+    /// Managed RoleBindings by delegation (`namespace/name`).
+    pub role_bindings_by_delegation: Arc<Index<RoleBinding>>,
+    /// Managed Roles by delegation.
+    pub roles_by_delegation: Arc<Index<Role>>,
+    /// Snapshots by delegation.
+    pub revisions_by_delegation: Arc<Index<ControllerRevision>>,
     /// Publishes Events.
     pub recorder: Recorder,
     /// Settings.
@@ -183,6 +194,48 @@ fn delegation_of(labels: &BTreeMap<String, String>) -> Option<ObjectRef<Delegati
         ObjectRef::new(labels.get(names::DELEGATION_LABEL)?)
             .within(labels.get(names::DELEGATION_NAMESPACE_LABEL)?),
     )
+}
+
+/// Index key of a delegation: `namespace/name`.
+fn delegation_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// Index keys of a managed object: its delegation, from its labels.
+fn owner_keys<K: Resource>(object: &K) -> Vec<String> {
+    let labels = object.meta().labels.as_ref();
+    match (
+        labels.and_then(|l| l.get(names::DELEGATION_NAMESPACE_LABEL)),
+        labels.and_then(|l| l.get(names::DELEGATION_LABEL)),
+    ) {
+        (Some(namespace), Some(name)) => vec![delegation_key(namespace, name)],
+        _ => Vec::new(),
+    }
+}
+
+fn offer_keys(delegation: &Delegation) -> Vec<String> {
+    let offer = &delegation.spec.offer_ref;
+    vec![format!("{}/{}", offer.namespace, offer.name)]
+}
+
+fn namespace_keys(delegation: &Delegation) -> Vec<String> {
+    let mut keys = delegation.target_namespaces();
+    keys.extend(delegation.namespace());
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The cached objects of `store` that `index` lists under `key`.
+fn indexed<K>(index: &Index<K>, store: &Store<K>, key: &str) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    index
+        .get(key)
+        .iter()
+        .filter_map(|object| store.get(object))
+        .collect()
 }
 
 fn now() -> Time {
@@ -518,15 +571,14 @@ async fn apply_delegation(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Res
     let offer = ctx
         .offers
         .get(&ObjectRef::new(&offer_ref.name).within(&offer_ref.namespace));
-    let revisions: Vec<Arc<ControllerRevision>> = ctx
-        .revisions
-        .state()
-        .into_iter()
-        .filter(|r| {
-            r.namespace().as_deref() == Some(&namespace)
-                && belongs_to(r.labels(), &namespace, &name)
-        })
-        .collect();
+    let revisions: Vec<Arc<ControllerRevision>> = indexed(
+        &ctx.revisions_by_delegation,
+        &ctx.revisions,
+        &delegation_key(&namespace, &name),
+    )
+    .into_iter()
+    .filter(|r| r.namespace().as_deref() == Some(&namespace))
+    .collect();
     let found = snapshot::find(&delegation, revisions.iter().map(|r| r.as_ref()));
     let cluster_roles = ctx.cluster_roles.state();
     let by_name: HashMap<String, &ClusterRole> = cluster_roles
@@ -867,12 +919,11 @@ async fn reconcile_offer_once(
         .namespace()
         .ok_or_else(|| Error::NoNamespace(offer.name_any()))?;
     let name = offer.name_any();
-    let delegations: Vec<Arc<Delegation>> = ctx
-        .delegations
-        .state()
-        .into_iter()
-        .filter(|d| d.spec.offer_ref.namespace == namespace && d.spec.offer_ref.name == name)
-        .collect();
+    let delegations = indexed(
+        &ctx.delegations_by_offer,
+        &ctx.delegations,
+        &format!("{namespace}/{name}"),
+    );
     let cluster_roles = ctx.cluster_roles.state();
     let by_name: HashMap<String, &ClusterRole> = cluster_roles
         .iter()
@@ -964,9 +1015,11 @@ async fn reconcile_offer_once(
     Ok(Action::requeue(ctx.settings.resync))
 }
 
+/// A store and the event stream that fills it, feeding `indexes` on the way.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
+    indexes: Vec<Arc<Index<K>>>,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -982,6 +1035,11 @@ where
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config))
+        .inspect_ok(move |event| {
+            for index in &indexes {
+                index.observe(event);
+            }
+        })
         .default_backoff()
         .touched_objects();
     (store, stream)
@@ -999,44 +1057,67 @@ pub async fn run(
             .labels(names::MANAGED_SELECTOR)
             .any_semantic()
     };
-    let (role_bindings, role_binding_events) =
-        reflect(Api::<RoleBinding>::all(client.clone()), managed());
-    let (roles, role_events) = reflect(Api::<Role>::all(client.clone()), managed());
-    let (revisions, revision_events) =
-        reflect(Api::<ControllerRevision>::all(client.clone()), managed());
-    let (cluster_roles, cluster_role_events) = reflect(
-        Api::<ClusterRole>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    );
-    let (namespaces, namespace_writer) = reflector::store();
-    // Metadata only: tenancy needs labels, and full namespaces cost memory.
-    let namespace_events = reflector::reflector(
-        namespace_writer,
-        watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
+    let all = || watcher::Config::default().any_semantic();
+    let role_bindings_by_delegation = Arc::new(Index::new(owner_keys::<RoleBinding>));
+    let role_bindings_by_role = Arc::new(Index::new(|rb: &RoleBinding| {
+        vec![format!("{}/{}", rb.role_ref.kind, rb.role_ref.name)]
+    }));
+    let roles_by_delegation = Arc::new(Index::new(owner_keys::<Role>));
+    let revisions_by_delegation = Arc::new(Index::new(owner_keys::<ControllerRevision>));
+    let delegations_by_offer = Arc::new(Index::new(offer_keys));
+    let delegations_by_namespace = Arc::new(Index::new(namespace_keys));
 
-    let offer_controller = Controller::new(
-        Api::<ManagedServiceOffer>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
+    let (role_bindings, role_binding_events) = reflect(
+        Api::<RoleBinding>::all(client.clone()),
+        managed(),
+        vec![
+            role_bindings_by_delegation.clone(),
+            role_bindings_by_role.clone(),
+        ],
     );
-    let delegation_controller = Controller::new(
+    let (roles, role_events) = reflect(
+        Api::<Role>::all(client.clone()),
+        managed(),
+        vec![roles_by_delegation.clone()],
+    );
+    let (revisions, revision_events) = reflect(
+        Api::<ControllerRevision>::all(client.clone()),
+        managed(),
+        vec![revisions_by_delegation.clone()],
+    );
+    let (cluster_roles, cluster_role_events) =
+        reflect(Api::<ClusterRole>::all(client.clone()), all(), Vec::new());
+    // Metadata only: tenancy needs labels, and full namespaces cost memory.
+    let (namespaces, namespace_events) = reflect(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        all(),
+        Vec::new(),
+    );
+    // One watch of delegations feeds the controller, its store and both indexes.
+    let (delegations, delegation_events) = reflect(
         Api::<Delegation>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
+        all(),
+        vec![
+            delegations_by_offer.clone(),
+            delegations_by_namespace.clone(),
+        ],
     );
+
+    let offer_controller = Controller::new(Api::<ManagedServiceOffer>::all(client.clone()), all());
     let ctx = Arc::new(Context {
         client: client.clone(),
         offers: offer_controller.store(),
-        delegations: delegation_controller.store(),
+        delegations: delegations.clone(),
         namespaces,
         cluster_roles,
         role_bindings,
         roles,
         revisions,
+        delegations_by_offer: delegations_by_offer.clone(),
+        delegations_by_namespace: delegations_by_namespace.clone(),
+        role_bindings_by_delegation,
+        roles_by_delegation,
+        revisions_by_delegation,
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -1050,13 +1131,11 @@ pub async fn run(
     });
 
     let by_labels = |labels: &BTreeMap<String, String>| delegation_of(labels);
-    let delegations_store = ctx.delegations.clone();
-    let namespace_store = ctx.delegations.clone();
-    let role_store = ctx.delegations.clone();
+    let not_ready_store = ctx.delegations.clone();
     let rb_store = ctx.role_bindings.clone();
     let config = kube::runtime::controller::Config::default().concurrency(settings.concurrency);
 
-    let delegations = delegation_controller
+    let delegation_controller = Controller::for_stream(delegation_events, delegations)
         .with_config(config.clone())
         .watches_stream(role_binding_events, move |rb: RoleBinding| {
             by_labels(rb.labels())
@@ -1067,41 +1146,29 @@ pub async fn run(
         })
         .watches(
             Api::<ManagedServiceOffer>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
+            all(),
             move |offer: ManagedServiceOffer| {
-                let (ns, name) = (offer.namespace().unwrap_or_default(), offer.name_any());
-                delegations_store
-                    .state()
-                    .into_iter()
-                    .filter(|d| d.spec.offer_ref.namespace == ns && d.spec.offer_ref.name == name)
-                    .map(|d| ObjectRef::from_obj(d.as_ref()))
-                    .collect::<Vec<_>>()
+                delegations_by_offer.get(&format!(
+                    "{}/{}",
+                    offer.namespace().unwrap_or_default(),
+                    offer.name_any()
+                ))
             },
         )
         .watches_stream(namespace_events, move |ns: PartialObjectMeta<Namespace>| {
-            let name = ns.name_any();
-            namespace_store
-                .state()
-                .into_iter()
-                .filter(|d| {
-                    d.namespace().as_deref() == Some(name.as_str())
-                        || d.target_namespaces().contains(&name)
-                })
-                .map(|d| ObjectRef::from_obj(d.as_ref()))
-                .collect::<Vec<_>>()
+            delegations_by_namespace.get(&ns.name_any())
         })
         .watches_stream(cluster_role_events, move |role: ClusterRole| {
             // Delegations granting this role, and those waiting for a role to
-            // become delegable.
-            let name = role.name_any();
-            let mut refs: std::collections::HashSet<ObjectRef<Delegation>> = rb_store
-                .state()
-                .into_iter()
-                .filter(|rb| rb.role_ref.kind == "ClusterRole" && rb.role_ref.name == name)
+            // become delegable (ClusterRole changes are rare).
+            let mut refs: std::collections::HashSet<ObjectRef<Delegation>> = role_bindings_by_role
+                .get(&format!("ClusterRole/{}", role.name_any()))
+                .iter()
+                .filter_map(|rb| rb_store.get(rb))
                 .filter_map(|rb| delegation_of(rb.labels()))
                 .collect();
             refs.extend(
-                role_store
+                not_ready_store
                     .state()
                     .into_iter()
                     .filter(|d| {
@@ -1125,7 +1192,7 @@ pub async fn run(
         .with_config(config)
         .watches(
             Api::<Delegation>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
+            all(),
             |d: Delegation| {
                 Some(ObjectRef::new(&d.spec.offer_ref.name).within(&d.spec.offer_ref.namespace))
             },
@@ -1137,7 +1204,7 @@ pub async fn run(
                 tracing::debug!(error = %e, "offer reconcile error");
             }
         });
-    tokio::join!(delegations, offers);
+    tokio::join!(delegation_controller, offers);
 }
 
 #[cfg(test)]

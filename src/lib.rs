@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crdgen;
 pub mod desired;
+pub mod index;
 pub mod names;
 pub mod roles;
 pub mod snapshot;
