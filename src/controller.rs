@@ -16,6 +16,7 @@ use crate::api::{
 use crate::conditions::{Conditions, Reason, is_true, types};
 use crate::desired::{self, Desired};
 use crate::index::Index;
+use crate::metrics::{ControllerLabels, ErrorLabels, Health, Metrics, ReadyLabels};
 use crate::names;
 use crate::roles;
 use crate::snapshot;
@@ -58,7 +59,7 @@ pub enum Error {
 }
 
 /// Settings of the controllers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     /// Reconciles running at once, per controller.
     pub concurrency: u16,
@@ -66,6 +67,20 @@ pub struct Settings {
     pub resync: Duration,
     /// Name reported as the source of Events.
     pub reporter: String,
+    /// Where the controllers record what they do.
+    pub metrics: Arc<Metrics>,
+    /// What the probes report; the controllers set `caches_synced`.
+    pub health: Arc<Health>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("concurrency", &self.concurrency)
+            .field("resync", &self.resync)
+            .field("reporter", &self.reporter)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Settings {
@@ -74,6 +89,8 @@ impl Default for Settings {
             concurrency: 8,
             resync: Duration::from_secs(600),
             reporter: "msp-operator".into(),
+            metrics: Arc::new(Metrics::new()),
+            health: Arc::new(Health::default()),
         }
     }
 }
@@ -168,6 +185,10 @@ impl Context {
         settle!(self.roles);
         settle!(self.revisions);
         self.caches_synced
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.settings
+            .health
+            .caches_synced
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
@@ -697,6 +718,10 @@ async fn apply_delegation(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Res
         events_for_transition(&ctx, &delegation, &status).await;
     }
     if applied.repaired > 0 {
+        ctx.settings
+            .metrics
+            .drift_corrections
+            .inc_by(applied.repaired as u64);
         info!(delegation = %format!("{namespace}/{name}"), repaired = applied.repaired, "drift corrected");
         publish(
             &ctx,
@@ -842,7 +867,10 @@ async fn reconcile_delegation(
     delegation: Arc<Delegation>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let action = reconcile_delegation_once(delegation.clone(), ctx.clone()).await?;
+    let started = std::time::Instant::now();
+    let result = reconcile_delegation_once(delegation.clone(), ctx.clone()).await;
+    observe::<Delegation>(&ctx, started);
+    let action = result?;
     succeeded(&ctx, delegation.as_ref());
     Ok(action)
 }
@@ -887,8 +915,49 @@ where
         Err(_) => 1,
     };
     let delay = backoff(failures);
+    ctx.settings
+        .metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            controller: controller_name::<K>().into(),
+            reason: error_reason(error),
+        })
+        .inc();
     warn!(object = %key, %error, failures, retry_in = ?delay, "reconcile failed; retrying");
     Action::requeue(delay)
+}
+
+/// The `controller` label of a kind.
+fn controller_name<K: Resource<DynamicType = ()>>() -> &'static str {
+    if K::kind(&()) == "ManagedServiceOffer" {
+        "offer"
+    } else {
+        "delegation"
+    }
+}
+
+/// The `reason` label of an error: coarse, bounded cardinality.
+fn error_reason(error: &Error) -> String {
+    match error {
+        Error::Kube(kube::Error::Api(status)) => format!("api_{}", status.code),
+        Error::Kube(_) => "kube_client".into(),
+        Error::Finalizer(_) => "finalizer".into(),
+        Error::Grants(_) => "grants".into(),
+        Error::NoNamespace(_) => "no_namespace".into(),
+    }
+}
+
+/// Counts a reconcile and its duration.
+fn observe<K: Resource<DynamicType = ()>>(ctx: &Context, started: std::time::Instant) {
+    let labels = ControllerLabels {
+        controller: controller_name::<K>().into(),
+    };
+    let metrics = &ctx.settings.metrics;
+    metrics.reconciles.get_or_create(&labels).inc();
+    metrics
+        .reconcile_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// Forgets the failures of an object that reconciled successfully.
@@ -905,7 +974,10 @@ async fn reconcile_offer(
     offer: Arc<ManagedServiceOffer>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let action = reconcile_offer_once(offer.clone(), ctx.clone()).await?;
+    let started = std::time::Instant::now();
+    let result = reconcile_offer_once(offer.clone(), ctx.clone()).await;
+    observe::<ManagedServiceOffer>(&ctx, started);
+    let action = result?;
     succeeded(&ctx, offer.as_ref());
     Ok(action)
 }
@@ -1130,6 +1202,8 @@ pub async fn run(
         failures: std::sync::Mutex::new(HashMap::new()),
     });
 
+    let ctx_for_gauges = ctx.clone();
+    let shutdown_for_gauges = shutdown.clone();
     let by_labels = |labels: &BTreeMap<String, String>| delegation_of(labels);
     let not_ready_store = ctx.delegations.clone();
     let rb_store = ctx.role_bindings.clone();
@@ -1204,7 +1278,50 @@ pub async fn run(
                 tracing::debug!(error = %e, "offer reconcile error");
             }
         });
-    tokio::join!(delegation_controller, offers);
+    let gauges = update_gauges(ctx_for_gauges, shutdown_for_gauges);
+    tokio::join!(delegation_controller, offers, gauges);
+}
+
+/// Keeps the state gauges current (every 2 s, from the caches) and marks the
+/// caches synced for `/readyz` as soon as they are, even with nothing to do.
+async fn update_gauges(ctx: Arc<Context>, shutdown: impl Future<Output = ()>) {
+    let work = async {
+        ctx.caches_ready().await;
+        loop {
+            let metrics = &ctx.settings.metrics;
+            metrics
+                .managed_role_bindings
+                .set(ctx.role_bindings.state().len() as i64);
+            let mut by_ready: HashMap<&'static str, i64> =
+                HashMap::from([("True", 0), ("False", 0), ("Unknown", 0)]);
+            let mut backlog = 0;
+            for delegation in ctx.delegations.state() {
+                let status = delegation.status.as_ref();
+                let ready = status
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == types::READY))
+                    .map(|c| if c.status == "True" { "True" } else { "False" })
+                    .unwrap_or("Unknown");
+                *by_ready.entry(ready).or_default() += 1;
+                if status.and_then(|s| s.observed_generation) != delegation.metadata.generation {
+                    backlog += 1;
+                }
+            }
+            for (ready, count) in by_ready {
+                metrics
+                    .delegations
+                    .get_or_create(&ReadyLabels {
+                        ready: ready.into(),
+                    })
+                    .set(count);
+            }
+            metrics.queue_depth.set(backlog);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = shutdown => {}
+    }
 }
 
 #[cfg(test)]

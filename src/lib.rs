@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod desired;
 pub mod index;
+pub mod metrics;
 pub mod names;
 pub mod roles;
 pub mod snapshot;

@@ -1,8 +1,14 @@
 //! The msp-operator binary: `run` the controllers, print the `crds`, or the `version`.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use futures::FutureExt;
+use k8s_openapi::api::coordination::v1::Lease;
 use msp_operator::controller::{self, Settings};
+use msp_operator::metrics::{CountRequests, Health, Metrics};
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
@@ -23,20 +29,49 @@ enum LogFormat {
     Json,
 }
 
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Reconciles running at once, per controller.
+    #[arg(long, env = "MSP_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    /// Seconds between full re-checks of every object.
+    #[arg(long, env = "MSP_RESYNC_SECONDS", default_value_t = 600)]
+    resync_seconds: u64,
+    /// Log format; the level follows RUST_LOG (default `info`).
+    #[arg(long, env = "MSP_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Address of the Prometheus endpoint (`/metrics`).
+    #[arg(long, env = "MSP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Address of the probes (`/healthz`, `/readyz`).
+    #[arg(long, env = "MSP_PROBE_ADDR", default_value = "0.0.0.0:8081")]
+    probe_addr: SocketAddr,
+    /// Elect a leader among replicas through a coordination.k8s.io Lease;
+    /// only the leader reconciles and writes.
+    #[arg(long, env = "MSP_LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, env = "MSP_LEASE_NAME", default_value = "msp-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (in a pod: its own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Seconds a Lease stays valid without renewal; a standby takes over
+    /// after at most this long when the leader dies.
+    #[arg(long, env = "MSP_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Seconds before expiry at which the leader renews the Lease.
+    #[arg(long, env = "MSP_LEASE_GRACE_SECONDS", default_value_t = 5)]
+    lease_grace_seconds: u64,
+    /// Identity in the Lease (default: the pod name, else host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controllers (uses KUBECONFIG, or the in-cluster ServiceAccount).
-    Run {
-        /// Reconciles running at once, per controller.
-        #[arg(long, env = "MSP_CONCURRENCY", default_value_t = 8)]
-        concurrency: u16,
-        /// Seconds between full re-checks of every object.
-        #[arg(long, env = "MSP_RESYNC_SECONDS", default_value_t = 600)]
-        resync_seconds: u64,
-        /// Log format; the level follows RUST_LOG (default `info`).
-        #[arg(long, env = "MSP_LOG_FORMAT", value_enum, default_value = "text")]
-        log_format: LogFormat,
-    },
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crds {
         /// Write one file per CRD into this directory instead of printing.
@@ -69,20 +104,217 @@ async fn shutdown_signal() {
             let _ = ctrl_c.await;
         }
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutdown requested");
 }
 
-async fn run(concurrency: u16, resync_seconds: u64) -> anyhow::Result<()> {
-    let client = kube::Client::try_default().await?;
+/// Serves `/healthz` and `/readyz`, and `/metrics` (on one address or two).
+async fn serve(
+    args: &RunArgs,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()> + Clone + Send + 'static,
+) -> anyhow::Result<()> {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let probes = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    if health.ready() {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+                    }
+                }
+            }),
+        );
+    let exposition = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    let routers = if args.metrics_addr == args.probe_addr {
+        vec![(args.probe_addr, probes.merge(exposition))]
+    } else {
+        vec![(args.probe_addr, probes), (args.metrics_addr, exposition)]
+    };
+    for (addr, router) in routers {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(%addr, "serving probes/metrics");
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "probe/metrics server failed");
+            }
+        });
+    }
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    health
+        .leader_election
+        .store(args.leader_elect, Ordering::Release);
+    let config = kube::Config::infer().await?;
+    let client = kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&CountRequests(metrics.clone()))
+        .build();
     let version = client.apiserver_version().await?;
     tracing::info!(server = %version.git_version, "msp-operator {} starting", env!("CARGO_PKG_VERSION"));
+    let shutdown = shutdown_signal().boxed().shared();
+    serve(&args, metrics.clone(), health.clone(), shutdown.clone()).await?;
     let settings = Settings {
-        concurrency: concurrency.max(1),
-        resync: Duration::from_secs(resync_seconds.max(1)),
+        concurrency: args.concurrency.max(1),
+        resync: Duration::from_secs(args.resync_seconds.max(1)),
+        metrics: metrics.clone(),
+        health: health.clone(),
         ..Settings::default()
     };
-    controller::run(client, settings, shutdown_signal()).await;
-    Ok(())
+
+    if !args.leader_elect {
+        health.leading.store(true, Ordering::Release);
+        metrics.leader.set(1);
+        controller::run(client, settings, shutdown).await;
+        return Ok(());
+    }
+
+    // Leader election: kube-lease-manager renews the Lease and reports
+    // leadership on a watch channel; the controllers run only while it is
+    // true. Dropping the receiver makes the manager release the Lease, so a
+    // graceful shutdown hands over at once.
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "msp-operator".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &args.lease_namespace);
+    tracing::info!(%identity, lease = %format!("{}/{}", args.lease_namespace, args.lease_name), "waiting for leadership");
+    'elect: loop {
+        let manager =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+                .with_namespace(&args.lease_namespace)
+                .with_identity(&identity)
+                .with_duration(args.lease_duration_seconds)
+                .with_grace(
+                    args.lease_grace_seconds
+                        .min(args.lease_duration_seconds.saturating_sub(1)),
+                )
+                .with_field_manager("msp-operator-leader-election")
+                .build()
+                .await?;
+        let (mut leading, lease_task) = manager.watch().await;
+        // Standby. kube-lease-manager re-checks a held Lease only when it would
+        // expire, so a Lease released by a leader shutting down would sit free
+        // until then. Watching the Lease and restarting the manager when its
+        // holder lets go makes the hand-over immediate.
+        enum Standby {
+            Lead,
+            Shutdown,
+            Released,
+        }
+        let outcome = tokio::select! {
+            _ = shutdown.clone() => Standby::Shutdown,
+            changed = leading.wait_for(|leader| *leader) => {
+                if changed.is_err() {
+                    anyhow::bail!("the leader election task stopped");
+                }
+                Standby::Lead
+            }
+            _ = lease_released(&leases, &args.lease_name, &identity) => Standby::Released,
+        };
+        if let Standby::Released = outcome {
+            tracing::info!(%identity, "the lease was released; trying to take it");
+            drop(leading);
+            let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+            continue 'elect;
+        }
+        let lead = matches!(outcome, Standby::Lead);
+        if lead {
+            tracing::info!(%identity, "acquired leadership; starting controllers");
+            health.leading.store(true, Ordering::Release);
+            metrics.leader.set(1);
+            let mut lost = leading.clone();
+            let stop = {
+                let shutdown = shutdown.clone();
+                async move {
+                    tokio::select! {
+                        _ = shutdown => {}
+                        _ = lost.wait_for(|leader| !*leader) => {}
+                    }
+                }
+            };
+            controller::run(client.clone(), settings.clone(), stop).await;
+            health.leading.store(false, Ordering::Release);
+            health.caches_synced.store(false, Ordering::Release);
+            metrics.leader.set(0);
+        }
+        // Dropping the receiver makes the manager release the Lease.
+        drop(leading);
+        match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("released the lease"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the lease"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "leader election task failed"),
+            Err(_) => tracing::warn!("timed out releasing the lease"),
+        }
+        if shutdown.clone().now_or_never().is_some() {
+            return Ok(());
+        }
+        tracing::warn!(%identity, "lost leadership; controllers stopped, waiting to lead again");
+    }
+}
+
+/// Resolves when the Lease, held by another replica when first seen, has no
+/// holder any more (released on shutdown) or is deleted.
+async fn lease_released(leases: &kube::Api<Lease>, name: &str, identity: &str) {
+    use futures::StreamExt;
+    use kube::runtime::watcher::{self, Event};
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = std::pin::pin!(watcher::watcher(leases.clone(), config));
+    let mut held_by_other = false;
+    while let Some(event) = events.next().await {
+        let holder = |lease: &Lease| {
+            lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.clone())
+                .filter(|h| !h.is_empty())
+        };
+        match event {
+            Ok(Event::Apply(lease) | Event::InitApply(lease)) => match holder(&lease) {
+                Some(h) if h != identity => held_by_other = true,
+                Some(_) => {}
+                None if held_by_other => return,
+                None => {}
+            },
+            Ok(Event::Delete(_)) if held_by_other => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "lease watch error");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 fn write_crds(output_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
@@ -101,12 +333,8 @@ fn write_crds(output_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run {
-            concurrency,
-            resync_seconds,
-            log_format,
-        } => {
-            init_logging(log_format);
+        Command::Run(args) => {
+            init_logging(args.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(e) => {
@@ -114,8 +342,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(concurrency, resync_seconds)) {
-                Ok(()) => ExitCode::SUCCESS,
+            match runtime.block_on(run(*args)) {
+                Ok(()) => {
+                    tracing::info!("stopped");
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     tracing::error!("{e:#}");
                     ExitCode::FAILURE
@@ -130,7 +361,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Version => {
-            println!("msp-operator {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "msp-operator {}\napi: msp-operator.io/v1alpha1\nsupports: Kubernetes 1.33 and newer",
+                env!("CARGO_PKG_VERSION")
+            );
             ExitCode::SUCCESS
         }
     }

@@ -223,6 +223,38 @@ impl TestEnv {
         Ok(())
     }
 
+    /// A kubeconfig file acting as `user` in `groups` (for out-of-process
+    /// clients): a client certificate locally; on an existing cluster the
+    /// admin kubeconfig impersonating the user.
+    pub fn write_user_kubeconfig(
+        &self,
+        user: &str,
+        groups: &[&str],
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let yaml = match &self.backend {
+            Backend::Local(plane) => render_kubeconfig(
+                plane.server(),
+                &plane.pki().server_ca_pem(),
+                user,
+                &Credentials::ClientCertificate(plane.pki().client_cert(user, groups)?),
+            ),
+            Backend::Existing { .. } => {
+                let mut kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml)?;
+                for named in &mut kubeconfig.auth_infos {
+                    if let Some(auth) = named.auth_info.as_mut() {
+                        auth.impersonate = Some(user.to_string());
+                        auth.impersonate_groups =
+                            Some(groups.iter().map(|g| g.to_string()).collect());
+                    }
+                }
+                serde_yaml::to_string(&kubeconfig)?
+            }
+        };
+        std::fs::write(path, yaml)?;
+        Ok(())
+    }
+
     /// `kubectl` pointed at this cluster as admin.
     pub fn kubectl(&self) -> std::process::Command {
         let binary = match &self.backend {

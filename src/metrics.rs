@@ -1,0 +1,318 @@
+//! Prometheus metrics (`msp_operator_*`) and the health state probes report.
+//!
+//! Families: reconciles, errors by reason and reconcile duration per
+//! controller; the backlog of delegations not yet reconciled at their current
+//! generation; managed RoleBindings; drift corrections; delegations by Ready
+//! status; leadership; and the Kubernetes client's requests by verb and
+//! status code, counted by a tower layer in the client's stack.
+
+use futures::future::BoxFuture;
+use http::{Request, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+/// Label set `controller`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    /// `delegation` or `offer`.
+    pub controller: String,
+}
+
+/// Label set `controller`, `reason`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `delegation` or `offer`.
+    pub controller: String,
+    /// Short error class, e.g. `api_409`, `grants`, `finalizer`.
+    pub reason: String,
+}
+
+/// Label set `ready`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    /// `True`, `False` or `Unknown`.
+    pub ready: String,
+}
+
+/// Label set `verb`, `code`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Kubernetes verb: get, list, watch, create, update, patch, delete.
+    pub verb: String,
+    /// HTTP status code, or `error` when no response arrived.
+    pub code: String,
+}
+
+/// Every metric the operator exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles run, per controller.
+    pub reconciles: Family<ControllerLabels, Counter>,
+    /// Failed reconciles, per controller and reason.
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
+    /// Reconcile duration, per controller.
+    pub reconcile_duration: Family<ControllerLabels, Histogram>,
+    /// Delegations whose current generation is not reconciled yet.
+    pub queue_depth: Gauge,
+    /// RoleBindings the operator manages.
+    pub managed_role_bindings: Gauge,
+    /// Grant objects restored after an edit or deletion.
+    pub drift_corrections: Counter,
+    /// Delegations by Ready status.
+    pub delegations: Family<ReadyLabels, Gauge>,
+    /// 1 while this replica leads (or runs without leader election).
+    pub leader: Gauge,
+    /// Kubernetes API requests, by verb and status code.
+    pub kube_requests: Family<RequestLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("msp_operator");
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles, by reason",
+            reconcile_errors.clone(),
+        );
+        let reconcile_duration =
+            Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            });
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time a reconcile took",
+            reconcile_duration.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Delegations whose current generation has not been reconciled yet (kube-runtime does not expose its scheduler queue)",
+            queue_depth.clone(),
+        );
+        let managed_role_bindings = Gauge::default();
+        registry.register(
+            "managed_rolebindings",
+            "RoleBindings managed by the operator",
+            managed_role_bindings.clone(),
+        );
+        let drift_corrections = Counter::default();
+        registry.register(
+            "drift_corrections",
+            "Grant objects restored after an edit or deletion",
+            drift_corrections.clone(),
+        );
+        let delegations = Family::<ReadyLabels, Gauge>::default();
+        registry.register(
+            "delegations",
+            "Delegations by Ready status",
+            delegations.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads and writes",
+            leader.clone(),
+        );
+        let kube_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "kube_requests",
+            "Kubernetes API requests by verb and status code",
+            kube_requests.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            queue_depth,
+            managed_role_bindings,
+            drift_corrections,
+            delegations,
+            leader,
+            kube_requests,
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// What the probes report.
+#[derive(Default)]
+pub struct Health {
+    /// Every watch cache has its initial list (set by the controllers).
+    pub caches_synced: AtomicBool,
+    /// This replica currently leads.
+    pub leading: AtomicBool,
+    /// Leader election is on (a standby is then ready without leading).
+    pub leader_election: AtomicBool,
+}
+
+impl Health {
+    /// `/readyz`: a leader (or a replica without leader election) is ready
+    /// once its caches are synced; a standby is ready while it waits.
+    pub fn ready(&self) -> bool {
+        let leading = self.leading.load(Ordering::Acquire);
+        let synced = self.caches_synced.load(Ordering::Acquire);
+        if self.leader_election.load(Ordering::Acquire) && !leading {
+            return true;
+        }
+        leading && synced
+    }
+}
+
+/// The Kubernetes verb of a request, from its method and query.
+pub fn verb_of<B>(request: &Request<B>) -> &'static str {
+    let query = request.uri().query().unwrap_or("");
+    match *request.method() {
+        http::Method::GET if query.contains("watch=true") => "watch",
+        http::Method::GET
+            if query.contains("limit=")
+                || query.contains("labelSelector=")
+                || query.contains("fieldSelector=") =>
+        {
+            "list"
+        }
+        http::Method::GET => "get",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+/// A tower layer counting requests into [`Metrics::kube_requests`].
+#[derive(Clone)]
+pub struct CountRequests(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for CountRequests {
+    type Service = Counted<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Counted {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+/// The service of [`CountRequests`].
+#[derive(Clone)]
+pub struct Counted<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for Counted<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let verb = verb_of(&request);
+        let metrics = self.metrics.clone();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let result = future.await;
+            let code = match &result {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(_) => "error".to_string(),
+            };
+            metrics
+                .kube_requests
+                .get_or_create(&RequestLabels {
+                    verb: verb.to_string(),
+                    code,
+                })
+                .inc();
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_are_read_from_method_and_query() {
+        let req = |method: &str, uri: &str| {
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(())
+                .expect("request")
+        };
+        assert_eq!(
+            verb_of(&req("GET", "/api/v1/pods?watch=true&resourceVersion=1")),
+            "watch"
+        );
+        assert_eq!(verb_of(&req("GET", "/api/v1/pods?&limit=500")), "list");
+        assert_eq!(verb_of(&req("GET", "/api/v1/namespaces/a/pods/b")), "get");
+        assert_eq!(
+            verb_of(&req("PATCH", "/api/v1/namespaces/a/pods/b")),
+            "patch"
+        );
+    }
+
+    #[test]
+    fn standby_is_ready_leader_after_sync() {
+        let health = Health::default();
+        assert!(!health.ready(), "without leader election: not before sync");
+        health.leading.store(true, Ordering::Release);
+        health.caches_synced.store(true, Ordering::Release);
+        assert!(health.ready());
+        let standby = Health::default();
+        standby.leader_election.store(true, Ordering::Release);
+        assert!(standby.ready(), "a standby is ready while it waits");
+    }
+
+    #[test]
+    fn families_are_exported_with_the_prefix() {
+        let metrics = Metrics::new();
+        metrics.leader.set(1);
+        metrics
+            .reconciles
+            .get_or_create(&ControllerLabels {
+                controller: "delegation".into(),
+            })
+            .inc();
+        let text = metrics.encode();
+        assert!(text.contains("msp_operator_leader 1"), "{text}");
+        assert!(
+            text.contains("msp_operator_reconciles_total{controller=\"delegation\"} 1"),
+            "{text}"
+        );
+    }
+}

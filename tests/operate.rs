@@ -1,0 +1,390 @@
+//! Running msp-operator as an on-call engineer meets it: the real binary, as
+//! separate processes. Leader election (exactly one leader writes; SIGKILL
+//! fails over within the lease duration; SIGTERM hands over at once),
+//! Prometheus metrics that move when work happens, the probes, and the CLI.
+
+mod support;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::DeleteParams;
+use kube::{Api, ResourceExt};
+use msp_operator::api::PrincipalKind;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+use support::*;
+
+const OPERATOR: &str = env!("CARGO_BIN_EXE_msp-operator");
+/// Short, so failover is quick to observe; hand-over on SIGTERM must beat it.
+const LEASE_SECONDS: u64 = 6;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A minimal HTTP/1.1 GET (probes and metrics are plain HTTP on loopback; an
+/// HTTP client crate would be a dependency for this alone).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// The value of an unlabeled or exactly-labeled sample, e.g.
+/// `msp_operator_leader` or `msp_operator_delegations{ready="True"}`.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let value = rest.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// Sum of all samples of a family whose line starts with `prefix`.
+fn sum(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+struct Operator {
+    name: String,
+    child: Child,
+    metrics: u16,
+    probes: u16,
+}
+
+impl Operator {
+    fn start(name: &str, kubeconfig: &PathBuf, lease_namespace: &str) -> Self {
+        let (metrics, probes) = (free_port(), free_port());
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("{name}.log"))).expect("log");
+        let child = Command::new(OPERATOR)
+            .args(["run", "--leader-elect", "--lease-name", "msp-operator-test"])
+            .args(["--lease-namespace", lease_namespace, "--identity", name])
+            .args([
+                "--lease-duration-seconds",
+                &LEASE_SECONDS.to_string(),
+                "--lease-grace-seconds",
+                "2",
+            ])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+            .args(["--probe-addr", &format!("127.0.0.1:{probes}")])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kube_lease_manager=debug")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start operator");
+        Self {
+            name: name.into(),
+            child,
+            metrics,
+            probes,
+        }
+    }
+
+    fn metrics(&self) -> String {
+        http_get(self.metrics, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    fn leads(&self) -> bool {
+        sample(&self.metrics(), "msp_operator_leader") == Some(1.0)
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The name of the only leader among `operators`, once there is one.
+async fn wait_leader(operators: &[&Operator]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let leaders: Vec<&&Operator> = operators.iter().filter(|o| o.leads()).collect();
+        if leaders.len() == 1 {
+            return leaders[0].name.clone();
+        }
+        assert!(leaders.len() <= 1, "two leaders at once");
+        assert!(Instant::now() < deadline, "no leader emerged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_cli_reads_well() {
+    let help = Command::new(OPERATOR)
+        .args(["run", "--help"])
+        .output()
+        .expect("help");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--concurrency",
+        "--resync-seconds",
+        "--log-format",
+        "--metrics-addr",
+        "--probe-addr",
+        "--leader-elect",
+        "--lease-name",
+        "--lease-namespace",
+        "--lease-duration-seconds",
+        "--lease-grace-seconds",
+        "[env: MSP_CONCURRENCY=]",
+    ] {
+        assert!(text.contains(flag), "`run --help` lacks {flag}:\n{text}");
+    }
+    let crds = Command::new(OPERATOR).arg("crds").output().expect("crds");
+    assert!(crds.status.success());
+    let docs = msp_testenv::manifests::parse_documents(&String::from_utf8_lossy(&crds.stdout))
+        .expect("yaml");
+    let names: Vec<String> = docs.iter().map(|d| d.name_any()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "managedserviceoffers.msp-operator.io",
+            "delegations.msp-operator.io"
+        ]
+    );
+    let version = Command::new(OPERATOR)
+        .arg("version")
+        .output()
+        .expect("version");
+    assert!(
+        String::from_utf8_lossy(&version.stdout)
+            .starts_with(&format!("msp-operator {}", env!("CARGO_PKG_VERSION")))
+    );
+    let bad = Command::new(OPERATOR)
+        .args(["run", "--concurrency", "many"])
+        .output()
+        .expect("bad flag");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value 'many'"));
+}
+
+#[tokio::test]
+async fn one_leader_writes_fails_over_and_hands_over() {
+    let env = install();
+    let admin = env.client().await;
+    let lease_ns = env.namespace("lease").await;
+    let dir = std::env::temp_dir();
+    let kubeconfig = |user: &str| {
+        let path = dir.join(format!("{user}-{}.kubeconfig", std::process::id()));
+        env.write_user_kubeconfig(user, &["system:masters"], &path)
+            .expect("kubeconfig");
+        path
+    };
+    let mut a = Operator::start("op-a", &kubeconfig("op-a"), &lease_ns);
+    let mut b = Operator::start("op-b", &kubeconfig("op-b"), &lease_ns);
+
+    // Probes: alive at once; both ready (the standby without leading).
+    let leader_name = wait_leader(&[&a, &b]).await;
+    for op in [&a, &b] {
+        msp_testenv::wait_until(TIMEOUT, "probes", || async {
+            match (
+                http_get(op.probes, "/healthz"),
+                http_get(op.probes, "/readyz"),
+            ) {
+                (Some((200, _)), Some((200, _))) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+        .expect("probes answer");
+    }
+    let (leader, standby) = if leader_name == "op-a" {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    assert_eq!(sample(&standby.metrics(), "msp_operator_leader"), Some(0.0));
+    let lease = Api::<Lease>::namespaced(admin.clone(), &lease_ns)
+        .get("msp-operator-test")
+        .await
+        .expect("lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some(leader.name.as_str())
+    );
+
+    // Work happens: only the leader writes, and its metrics move.
+    let tenant = msp_testenv::unique_name("ha-prov");
+    let provider = env
+        .namespace_with_labels("ha-p", &[("msp-operator.io/tenant", &tenant)])
+        .await;
+    let customer = env.namespace("ha-c").await;
+    let user = msp_testenv::unique_name("ha-user");
+    apply(
+        &admin,
+        &offer(
+            &provider,
+            "o",
+            &tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(PrincipalKind::User, &user, "msp-operator:reader")],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(&customer, "first", (&provider, "o"), "p", "1.0.0", None),
+    )
+    .await;
+    wait_condition(&admin, &customer, "first", "Ready", "True", None).await;
+    if let Some(plane) = env.local() {
+        let writes = |who: &str| -> Vec<String> {
+            plane
+                .writes_by(who)
+                .into_iter()
+                .filter(|w| !w.contains(" leases"))
+                .collect()
+        };
+        assert!(
+            !writes(&leader.name).is_empty(),
+            "the leader wrote the grants"
+        );
+        assert!(
+            writes(&standby.name).is_empty(),
+            "the standby wrote: {:?}",
+            writes(&standby.name)
+        );
+    }
+    let before_drift = {
+        let text = leader.metrics();
+        for family in [
+            "msp_operator_reconciles_total{controller=\"delegation\"}",
+            "msp_operator_reconcile_duration_seconds_bucket",
+            "msp_operator_kube_requests_total{verb=\"patch\"",
+            "msp_operator_kube_requests_total{verb=\"watch\"",
+        ] {
+            assert!(sum(&text, family) > 0.0, "{family} did not move:\n{text}");
+        }
+        msp_testenv::wait_until(TIMEOUT, "state gauges", || {
+            let text = leader.metrics();
+            async move {
+                let bindings = sample(&text, "msp_operator_managed_rolebindings").unwrap_or(0.0);
+                let ready =
+                    sample(&text, "msp_operator_delegations{ready=\"True\"}").unwrap_or(0.0);
+                if bindings >= 1.0 && ready >= 1.0 {
+                    Ok(())
+                } else {
+                    Err(format!("bindings {bindings}, ready {ready}"))
+                }
+            }
+        })
+        .await
+        .expect("gauges");
+        assert!(text.contains("# TYPE msp_operator_queue_depth gauge"));
+        sample(&text, "msp_operator_drift_corrections_total").unwrap_or(0.0)
+    };
+    let binding = managed_bindings(&admin, &customer, "first").await.remove(0);
+    Api::<RoleBinding>::namespaced(admin.clone(), &customer)
+        .delete(&binding.name_any(), &DeleteParams::default())
+        .await
+        .expect("delete binding");
+    msp_testenv::wait_until(TIMEOUT, "drift_corrections to count the repair", || {
+        let value =
+            sample(&leader.metrics(), "msp_operator_drift_corrections_total").unwrap_or(0.0);
+        async move {
+            if value > before_drift {
+                Ok(())
+            } else {
+                Err(format!("{value}"))
+            }
+        }
+    })
+    .await
+    .expect("drift counted");
+
+    // SIGKILL the leader: the standby converges a new delegation within the
+    // lease duration plus a margin.
+    leader.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    apply(
+        &admin,
+        &delegation(&customer, "second", (&provider, "o"), "p", "1.0.0", None),
+    )
+    .await;
+    wait_condition(&admin, &customer, "second", "Ready", "True", None).await;
+    let failover = killed.elapsed();
+    assert!(standby.leads());
+    assert!(
+        failover < Duration::from_secs(LEASE_SECONDS + 10),
+        "failover took {failover:?} with a {LEASE_SECONDS}s lease"
+    );
+    eprintln!("failover after SIGKILL: {failover:?} (lease {LEASE_SECONDS}s)");
+
+    // A third replica stands by; SIGTERM the leader: it releases the Lease and
+    // exits 0, and the standby takes over well before the lease would expire.
+    let mut c = Operator::start("op-c", &kubeconfig("op-c"), &lease_ns);
+    msp_testenv::wait_until(TIMEOUT, "op-c to be ready as standby", || async {
+        match http_get(c.probes, "/readyz") {
+            Some((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .expect("standby ready");
+    let new_leader = standby;
+    new_leader.signal(libc::SIGTERM);
+    let terminated = Instant::now();
+    let deadline = terminated + Duration::from_secs(LEASE_SECONDS);
+    while !c.leads() {
+        assert!(
+            Instant::now() < deadline,
+            "op-c did not take over before the lease would expire"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let handover = terminated.elapsed();
+    eprintln!("hand-over after SIGTERM: {handover:?} (lease {LEASE_SECONDS}s)");
+    assert!(
+        handover < Duration::from_secs(LEASE_SECONDS / 2),
+        "hand-over took {handover:?}"
+    );
+    apply(
+        &admin,
+        &delegation(&customer, "third", (&provider, "o"), "p", "1.0.0", None),
+    )
+    .await;
+    wait_condition(&admin, &customer, "third", "Ready", "True", None).await;
+    // The terminated leader exited cleanly, and so does the last one.
+    let status = new_leader.child.wait().expect("wait");
+    assert!(status.success(), "SIGTERM must exit 0, got {status}");
+    c.signal(libc::SIGTERM);
+    let status = c.child.wait().expect("wait op-c");
+    assert!(status.success(), "SIGTERM must exit 0, got {status}");
+}
