@@ -71,6 +71,9 @@ pub struct Settings {
     pub metrics: Arc<Metrics>,
     /// What the probes report; the controllers set `caches_synced`.
     pub health: Arc<Health>,
+    /// Act only on offers and delegations in these namespaces (all when
+    /// empty). Grants, tenancy and roles are still read cluster-wide.
+    pub watch_namespaces: Vec<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -79,6 +82,7 @@ impl std::fmt::Debug for Settings {
             .field("concurrency", &self.concurrency)
             .field("resync", &self.resync)
             .field("reporter", &self.reporter)
+            .field("watch_namespaces", &self.watch_namespaces)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +95,7 @@ impl Default for Settings {
             reporter: "msp-operator".into(),
             metrics: Arc::new(Metrics::new()),
             health: Arc::new(Health::default()),
+            watch_namespaces: Vec::new(),
         }
     }
 }
@@ -1092,6 +1097,7 @@ fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     indexes: Vec<Arc<Index<K>>>,
+    namespaces: Option<Arc<BTreeSet<String>>>,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -1106,7 +1112,27 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config))
+    let events = watcher(api, config).try_filter_map(move |event| {
+        let keep = |object: &K| {
+            namespaces.as_ref().is_none_or(|set| {
+                object
+                    .meta()
+                    .namespace
+                    .as_ref()
+                    .is_some_and(|ns| set.contains(ns))
+            })
+        };
+        let kept = match event {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o)
+                if !keep(&o) =>
+            {
+                None
+            }
+            other => Some(other),
+        };
+        futures::future::ready(Ok(kept))
+    });
+    let stream = reflector::reflector(writer, events)
         .inspect_ok(move |event| {
             for index in &indexes {
                 index.observe(event);
@@ -1146,25 +1172,42 @@ pub async fn run(
             role_bindings_by_delegation.clone(),
             role_bindings_by_role.clone(),
         ],
+        None,
     );
     let (roles, role_events) = reflect(
         Api::<Role>::all(client.clone()),
         managed(),
         vec![roles_by_delegation.clone()],
+        None,
     );
     let (revisions, revision_events) = reflect(
         Api::<ControllerRevision>::all(client.clone()),
         managed(),
         vec![revisions_by_delegation.clone()],
+        None,
     );
-    let (cluster_roles, cluster_role_events) =
-        reflect(Api::<ClusterRole>::all(client.clone()), all(), Vec::new());
+    let (cluster_roles, cluster_role_events) = reflect(
+        Api::<ClusterRole>::all(client.clone()),
+        all(),
+        Vec::new(),
+        None,
+    );
     // Metadata only: tenancy needs labels, and full namespaces cost memory.
     let (namespaces, namespace_events) = reflect(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         all(),
         Vec::new(),
+        None,
     );
+    let scope = (!settings.watch_namespaces.is_empty()).then(|| {
+        Arc::new(
+            settings
+                .watch_namespaces
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+        )
+    });
     // One watch of delegations feeds the controller, its store and both indexes.
     let (delegations, delegation_events) = reflect(
         Api::<Delegation>::all(client.clone()),
@@ -1173,12 +1216,19 @@ pub async fn run(
             delegations_by_offer.clone(),
             delegations_by_namespace.clone(),
         ],
+        scope.clone(),
+    );
+    let (offers, offer_events) = reflect(
+        Api::<ManagedServiceOffer>::all(client.clone()),
+        all(),
+        Vec::new(),
+        scope,
     );
 
-    let offer_controller = Controller::new(Api::<ManagedServiceOffer>::all(client.clone()), all());
+    let offer_controller = Controller::for_stream(offer_events, offers.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
-        offers: offer_controller.store(),
+        offers,
         delegations: delegations.clone(),
         namespaces,
         cluster_roles,

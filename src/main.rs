@@ -40,6 +40,11 @@ struct RunArgs {
     /// Log format; the level follows RUST_LOG (default `info`).
     #[arg(long, env = "MSP_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Act only on offers and delegations in these namespaces (comma
+    /// separated; all namespaces when empty). Read access stays cluster-wide:
+    /// grants, tenancy and roles span namespaces.
+    #[arg(long, env = "MSP_WATCH_NAMESPACES", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
     /// Address of the Prometheus endpoint (`/metrics`).
     #[arg(long, env = "MSP_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -188,6 +193,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         metrics: metrics.clone(),
         health: health.clone(),
+        watch_namespaces: args.watch_namespaces.clone(),
         ..Settings::default()
     };
 

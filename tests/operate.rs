@@ -66,6 +66,10 @@ fn sum(metrics: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Tests that start operators run one at a time: two operator sets would
+/// both act on every test's objects.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Operator {
     name: String,
     child: Child,
@@ -75,6 +79,10 @@ struct Operator {
 
 impl Operator {
     fn start(name: &str, kubeconfig: &PathBuf, lease_namespace: &str) -> Self {
+        Self::start_with(name, kubeconfig, lease_namespace, &[])
+    }
+
+    fn start_with(name: &str, kubeconfig: &PathBuf, lease_namespace: &str, extra: &[&str]) -> Self {
         let (metrics, probes) = (free_port(), free_port());
         let log =
             std::fs::File::create(std::env::temp_dir().join(format!("{name}.log"))).expect("log");
@@ -89,6 +97,7 @@ impl Operator {
             ])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             .args(["--probe-addr", &format!("127.0.0.1:{probes}")])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube_lease_manager=debug")
             .stdout(log.try_clone().expect("log"))
@@ -194,6 +203,7 @@ async fn the_cli_reads_well() {
 
 #[tokio::test]
 async fn one_leader_writes_fails_over_and_hands_over() {
+    let _serial = SERIAL.lock().await;
     let env = install();
     let admin = env.client().await;
     let lease_ns = env.namespace("lease").await;
@@ -387,4 +397,64 @@ async fn one_leader_writes_fails_over_and_hands_over() {
     c.signal(libc::SIGTERM);
     let status = c.child.wait().expect("wait op-c");
     assert!(status.success(), "SIGTERM must exit 0, got {status}");
+}
+
+#[tokio::test]
+async fn watch_namespaces_limits_what_the_operator_acts_on() {
+    let _serial = SERIAL.lock().await;
+    let env = install();
+    let admin = env.client().await;
+    let tenant = msp_testenv::unique_name("scope-prov");
+    let provider = env
+        .namespace_with_labels("scope-p", &[("msp-operator.io/tenant", &tenant)])
+        .await;
+    let inside = env.namespace("scope-in").await;
+    let outside = env.namespace("scope-out").await;
+    let lease_ns = env.namespace("scope-lease").await;
+    let kubeconfig = std::env::temp_dir().join(format!("scoped-{}.kubeconfig", std::process::id()));
+    env.write_user_kubeconfig("op-scoped", &["system:masters"], &kubeconfig)
+        .expect("kubeconfig");
+    let scope = format!("{},{}", provider.name(), inside.name());
+    let _operator = Operator::start_with(
+        "op-scoped",
+        &kubeconfig,
+        &lease_ns,
+        &["--watch-namespaces", &scope],
+    );
+    apply(
+        &admin,
+        &offer(
+            &provider,
+            "o",
+            &tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(PrincipalKind::User, "u", "msp-operator:reader")],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(&inside, "d", (&provider, "o"), "p", "1.0.0", None),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(&outside, "d", (&provider, "o"), "p", "1.0.0", None),
+    )
+    .await;
+    wait_condition(&admin, &inside, "d", "Ready", "True", None).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let untouched = Api::<msp_operator::api::Delegation>::namespaced(admin.clone(), &outside)
+        .get("d")
+        .await
+        .expect("get");
+    assert!(
+        untouched.status.is_none(),
+        "a delegation outside the scope was reconciled"
+    );
+    assert!(untouched.finalizers().is_empty());
+    assert!(managed_bindings(&admin, &outside, "d").await.is_empty());
 }
