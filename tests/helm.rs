@@ -1,0 +1,1442 @@
+//! The Helm chart `charts/msp-operator`, and the two ways to install.
+//!
+//! Without a cluster: the chart's copies of `crds/` and `deploy/` are the
+//! repository's files byte for byte; `helm lint --strict` passes; `helm
+//! template` renders exactly those objects (plus the chart's labels), a
+//! locked-down Deployment, and what each value asks for; the schema refuses bad
+//! values with the path of the value.
+//!
+//! On a real API server (this binary's own local control plane): `helm
+//! install`, then the operator binary run out of cluster as the chart's own
+//! ServiceAccount grants a delegation end to end, so the chart's RBAC is
+//! enough, while that account is refused what the chart does not grant;
+//! `helm upgrade` changes the Deployment; `helm uninstall` removes the
+//! operator but keeps the CRDs. Then the kubectl path: `kubectl apply
+//! --server-side -f crds/ -f deploy/`, the operator as a ServiceAccount bound
+//! to deploy/'s ClusterRole, `kubectl apply -f examples/` and `kubectl wait`.
+//!
+//! Helm is `MSP_HELM` (set by `make test`), else `helm` on PATH, else what
+//! `tools/helm/install.sh` installs (it builds the pinned release once).
+
+mod support;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::{Api, Client};
+use msp_operator::api::{Delegation, PrincipalKind};
+use msp_testenv::binaries::repo_root;
+use msp_testenv::{TestEnv, unique_name, wait_until};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use support::*;
+
+const CHART: &str = "charts/msp-operator";
+const RELEASE: &str = "msp-operator";
+const NAMESPACE: &str = "msp-system";
+/// The oldest Kubernetes the chart supports (its kubeVersion); rendering for
+/// it also keeps the tests independent of the helm build's default version.
+const KUBE_VERSION: &str = "1.33.0";
+const TENANT: &str = "msp-operator.io/tenant";
+/// Every optional part of the chart switched on.
+const ALL_ON: &[&str] = &[
+    "metrics.enabled=true",
+    "metrics.serviceMonitor.enabled=true",
+    "podDisruptionBudget.enabled=true",
+];
+
+// ---------------------------------------------------------------------------
+// Helm, files and rendered objects
+// ---------------------------------------------------------------------------
+
+fn tmp_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-tests");
+    std::fs::create_dir_all(&dir).expect("create the test's temporary directory");
+    dir
+}
+
+/// The helm binary: `MSP_HELM`, else `helm` on PATH, else the pinned release
+/// installed by `tools/helm/install.sh`.
+fn helm_binary() -> &'static Path {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        if let Some(path) = std::env::var_os("MSP_HELM").filter(|p| !p.is_empty()) {
+            return PathBuf::from(path);
+        }
+        let on_path = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("helm"))
+                .find(|candidate| candidate.is_file())
+        });
+        if let Some(path) = on_path {
+            return path;
+        }
+        let output = Command::new("bash")
+            .arg(repo_root().join("tools/helm/install.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tools/helm/install.sh");
+        assert!(
+            output.status.success(),
+            "tools/helm/install.sh failed; set MSP_HELM to a helm v3 binary instead"
+        );
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    })
+}
+
+/// `helm`, with its cache/config/data directories kept out of the user's home.
+fn helm() -> Command {
+    let home = tmp_dir().join("helm-home");
+    let mut command = Command::new(helm_binary());
+    command
+        .current_dir(repo_root())
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    command
+}
+
+fn describe(command: &Command) -> String {
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    format!(
+        "{} {}",
+        Path::new(command.get_program())
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy(),
+        args.join(" ")
+    )
+}
+
+fn output(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(command)))
+}
+
+/// Runs `command`, which must succeed; returns its stdout.
+fn succeed(mut command: Command) -> String {
+    let out = output(&mut command);
+    assert!(
+        out.status.success(),
+        "`{}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        describe(&command),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `helm template` of the chart with `--set` values: stdout, or stderr.
+fn template(sets: &[&str]) -> Result<String, String> {
+    let mut command = helm();
+    command.args([
+        "template",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ]);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let out = output(&mut command);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The objects `helm template` renders with `sets`, which must be accepted.
+fn render(sets: &[&str]) -> Vec<Value> {
+    let text = template(sets).unwrap_or_else(|e| panic!("helm template {sets:?} failed:\n{e}"));
+    documents(&text, &format!("helm template {sets:?}"))
+}
+
+/// The error `helm template` gives for `sets`, which must be refused.
+fn refused(sets: &[&str]) -> String {
+    match template(sets) {
+        Ok(_) => panic!("helm template accepted {sets:?}; the chart must refuse it"),
+        Err(stderr) => stderr,
+    }
+}
+
+/// The non-empty YAML documents of `text`.
+fn documents(text: &str, what: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| {
+            Value::deserialize(doc).unwrap_or_else(|e| panic!("{what}: not valid YAML: {e}"))
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn repo_text(path: &str) -> String {
+    std::fs::read_to_string(repo_root().join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+fn repo_documents(path: &str) -> Vec<Value> {
+    documents(&repo_text(path), path)
+}
+
+fn kind(object: &Value) -> &str {
+    object["kind"].as_str().unwrap_or_default()
+}
+
+fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn of_kind<'a>(objects: &'a [Value], wanted: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| kind(o) == wanted).collect()
+}
+
+fn find<'a>(objects: &'a [Value], wanted_kind: &str, wanted_name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| kind(o) == wanted_kind && name(o) == wanted_name)
+        .unwrap_or_else(|| {
+            let rendered: Vec<String> = objects
+                .iter()
+                .map(|o| format!("{}/{}", kind(o), name(o)))
+                .collect();
+            panic!("no {wanted_kind}/{wanted_name} rendered; rendered: {rendered:?}")
+        })
+}
+
+fn count_by_kind(objects: &[Value]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for object in objects {
+        *counts.entry(kind(object).to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// Asserts that `rendered` is `expected` (an object of `source`): identical
+/// outside metadata, the same name, and every label and annotation of the file
+/// kept (the chart may only add its own).
+fn assert_same_object(expected: &Value, rendered: &Value, source: &str) {
+    let what = format!("{} {} from {source}", kind(expected), name(expected));
+    let mut expected_body = expected.clone();
+    let mut rendered_body = rendered.clone();
+    let expected_meta = expected_body
+        .as_object_mut()
+        .and_then(|o| o.remove("metadata"))
+        .expect("file object has metadata");
+    let rendered_meta = rendered_body
+        .as_object_mut()
+        .and_then(|o| o.remove("metadata"))
+        .expect("rendered object has metadata");
+    assert_eq!(
+        rendered_body, expected_body,
+        "{what}: the chart renders something else than the file"
+    );
+    assert_eq!(rendered_meta["name"], expected_meta["name"], "{what}: name");
+    for key in expected_meta.as_object().expect("metadata map").keys() {
+        assert!(
+            ["name", "labels", "annotations"].contains(&key.as_str()),
+            "{what}: metadata.{key} of the file is not handled by the chart"
+        );
+    }
+    for field in ["labels", "annotations"] {
+        if let Some(map) = expected_meta[field].as_object() {
+            for (key, value) in map {
+                assert_eq!(
+                    &rendered_meta[field][key], value,
+                    "{what}: metadata.{field}.{key} of the file is lost"
+                );
+            }
+        }
+    }
+}
+
+/// Asserts that `rendered` holds exactly the objects of repository file
+/// `source`, of the kinds that file holds.
+fn assert_renders_file(rendered: &[Value], source: &str) {
+    let expected = repo_documents(source);
+    assert!(!expected.is_empty(), "{source} holds no objects");
+    for object in &expected {
+        assert_same_object(object, find(rendered, kind(object), name(object)), source);
+    }
+}
+
+fn string_values(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| string_values(v, out)),
+        Value::Object(map) => map.values().for_each(|v| string_values(v, out)),
+        _ => {}
+    }
+}
+
+fn deployment(objects: &[Value]) -> &Value {
+    find(objects, "Deployment", RELEASE)
+}
+
+fn container(objects: &[Value]) -> &Value {
+    let containers = &deployment(objects)["spec"]["template"]["spec"]["containers"];
+    assert_eq!(
+        containers.as_array().map(Vec::len),
+        Some(1),
+        "one container"
+    );
+    &containers[0]
+}
+
+fn env_var<'a>(container: &'a Value, var: &str) -> &'a Value {
+    container["env"]
+        .as_array()
+        .and_then(|env| env.iter().find(|e| e["name"] == var))
+        .map(|e| &e["value"])
+        .unwrap_or_else(|| panic!("the operator container has no {var}: {container:#}"))
+}
+
+// ---------------------------------------------------------------------------
+// Without a cluster
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_charts_files_are_byte_for_byte_the_repositorys() {
+    for (source, copy) in [
+        ("crds", "charts/msp-operator/files/crds"),
+        ("deploy", "charts/msp-operator/files/deploy"),
+    ] {
+        let list = |dir: &str| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(repo_root().join(dir))
+                .unwrap_or_else(|e| panic!("read {dir}: {e}"))
+                .map(|entry| {
+                    entry
+                        .expect("dir entry")
+                        .file_name()
+                        .to_string_lossy()
+                        .into()
+                })
+                .filter(|name: &String| name.ends_with(".yaml"))
+                .collect();
+            names.sort();
+            names
+        };
+        let files = list(source);
+        assert!(!files.is_empty(), "{source}/ holds no YAML");
+        assert_eq!(
+            list(copy),
+            files,
+            "{copy}/ must hold exactly the YAML files of {source}/: run `make chart-crds`"
+        );
+        for file in files {
+            assert!(
+                repo_text(&format!("{copy}/{file}")) == repo_text(&format!("{source}/{file}")),
+                "{copy}/{file} differs from {source}/{file}: the chart must ship the \
+                 repository's file unchanged. Edit {source}/{file} (crds/ is generated: \
+                 `make crds`), then run `make chart-crds`"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_chart_version_is_the_crate_version() {
+    let chart: Value =
+        serde_yaml::from_str(&repo_text("charts/msp-operator/Chart.yaml")).expect("Chart.yaml");
+    assert_eq!(
+        chart["version"],
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml version"
+    );
+    assert_eq!(
+        chart["appVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml appVersion"
+    );
+}
+
+#[test]
+fn every_value_is_commented_and_described_in_the_schema() {
+    // A key is documented when a comment sits right above it, or above one of
+    // its parents (a securityContext's fields are documented by its comment).
+    let text = repo_text("charts/msp-operator/values.yaml");
+    let mut parents: Vec<(usize, bool)> = Vec::new();
+    let mut previous_is_comment = false;
+    let mut undocumented = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() {
+            previous_is_comment = false;
+            continue;
+        }
+        if trimmed.starts_with('#') {
+            previous_is_comment = true;
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if trimmed.starts_with('-') {
+            previous_is_comment = false;
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once(':') else {
+            continue;
+        };
+        while parents.last().is_some_and(|(i, _)| *i >= indent) {
+            parents.pop();
+        }
+        let documented = previous_is_comment || parents.iter().any(|(_, d)| *d);
+        if value.trim().is_empty() {
+            parents.push((indent, documented));
+        } else if !documented {
+            undocumented.push(key.to_string());
+        }
+        previous_is_comment = false;
+    }
+    assert!(
+        undocumented.is_empty(),
+        "values.yaml: values without a comment: {undocumented:?}"
+    );
+
+    // The schema describes every property, and knows every value.
+    let schema: Value = serde_json::from_str(&repo_text("charts/msp-operator/values.schema.json"))
+        .expect("values.schema.json is JSON");
+    fn check(schema: &Value, values: &Value, path: &str, missing: &mut Vec<String>) {
+        let Some(properties) = schema["properties"].as_object() else {
+            return;
+        };
+        for (key, property) in properties {
+            if property["description"].as_str().is_none_or(str::is_empty) {
+                missing.push(format!("{path}{key}: no description"));
+            }
+        }
+        if let Some(values) = values.as_object() {
+            for (key, value) in values {
+                match properties.get(key) {
+                    None => missing.push(format!("{path}{key}: not in the schema")),
+                    Some(property) => check(property, value, &format!("{path}{key}."), missing),
+                }
+            }
+        }
+    }
+    let values: Value = serde_yaml::from_str(&text).expect("values.yaml is YAML");
+    let mut problems = Vec::new();
+    check(&schema, &values, "", &mut problems);
+    assert!(problems.is_empty(), "values.schema.json: {problems:?}");
+    assert_eq!(
+        schema["properties"]["replicaCount"]["maximum"], 1,
+        "replicaCount is at most 1 until leader election"
+    );
+}
+
+#[test]
+fn helm_lint_strict_passes() {
+    for sets in [&[][..], ALL_ON] {
+        let mut command = helm();
+        command.args(["lint", "--strict", CHART, "--kube-version", KUBE_VERSION]);
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        let stdout = succeed(command);
+        assert!(
+            stdout.contains("1 chart(s) linted, 0 chart(s) failed"),
+            "helm lint --strict {sets:?}:\n{stdout}"
+        );
+        assert!(
+            !stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"),
+            "helm lint --strict {sets:?} warns:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
+    let objects = render(&[]);
+    assert_eq!(
+        count_by_kind(&objects),
+        BTreeMap::from(
+            [
+                ("ClusterRole", 3),
+                ("ClusterRoleBinding", 1),
+                ("CustomResourceDefinition", 2),
+                ("Deployment", 1),
+                ("ServiceAccount", 1),
+                ("ValidatingAdmissionPolicy", 2),
+                ("ValidatingAdmissionPolicyBinding", 2),
+            ]
+            .map(|(k, n)| (k.to_string(), n))
+        ),
+        "the default objects (no metrics Service, ServiceMonitor or PodDisruptionBudget)"
+    );
+
+    // Every object carries the standard labels; namespaced ones are in the
+    // release namespace.
+    for object in &objects {
+        let labels = &object["metadata"]["labels"];
+        let what = format!("{} {}", kind(object), name(object));
+        assert_eq!(labels["app.kubernetes.io/name"], "msp-operator", "{what}");
+        assert_eq!(labels["app.kubernetes.io/instance"], RELEASE, "{what}");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm", "{what}");
+        assert_eq!(
+            labels["app.kubernetes.io/version"],
+            env!("CARGO_PKG_VERSION"),
+            "{what}"
+        );
+        assert_eq!(
+            labels["helm.sh/chart"],
+            format!("msp-operator-{}", env!("CARGO_PKG_VERSION")),
+            "{what}"
+        );
+        if ["Deployment", "ServiceAccount"].contains(&kind(object)) {
+            assert_eq!(object["metadata"]["namespace"], NAMESPACE, "{what}");
+        }
+    }
+
+    // CRDs: crds/ exactly, kept on uninstall.
+    for file in ["crds/delegations.yaml", "crds/managedserviceoffers.yaml"] {
+        assert_renders_file(&objects, file);
+    }
+    for crd in of_kind(&objects, "CustomResourceDefinition") {
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep",
+            "CRD {} must be kept by helm uninstall by default",
+            name(crd)
+        );
+    }
+
+    // The delegable role catalog and the admission policies: deploy/ exactly.
+    assert_renders_file(&objects, "deploy/delegable-roles.yaml");
+    assert_renders_file(&objects, "deploy/admission-policies.yaml");
+
+    // The operator's ClusterRole: the rules of deploy/, with their reasons.
+    let file = &repo_documents("deploy/operator-clusterrole.yaml")[0];
+    let role = find(&objects, "ClusterRole", RELEASE);
+    assert_eq!(
+        role["rules"], file["rules"],
+        "the chart's ClusterRole rules must be deploy/operator-clusterrole.yaml's"
+    );
+    assert!(role.get("aggregationRule").is_none());
+    let rendered_text = template(&[]).expect("helm template");
+    let file_text = repo_text("deploy/operator-clusterrole.yaml");
+    let rules_text = &file_text[file_text.find("\nrules:").expect("rules: in the file")..];
+    let comments: Vec<&str> = rules_text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .collect();
+    assert!(
+        comments.iter().any(|c| c.contains("`bind`"))
+            && comments.iter().any(|c| c.contains("`delete`")),
+        "deploy/operator-clusterrole.yaml explains bind and delete"
+    );
+    for comment in comments {
+        assert!(
+            rendered_text.contains(comment),
+            "the rendered ClusterRole lacks the comment {comment:?} of deploy/operator-clusterrole.yaml"
+        );
+    }
+
+    // Bound to the chart's ServiceAccount, in the release namespace.
+    let binding = find(&objects, "ClusterRoleBinding", RELEASE);
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": RELEASE})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}])
+    );
+    let account = find(&objects, "ServiceAccount", RELEASE);
+    assert_eq!(account["automountServiceAccountToken"], true);
+}
+
+#[test]
+fn no_cluster_role_of_the_chart_holds_a_wildcard() {
+    for sets in [&[][..], ALL_ON] {
+        let objects = render(sets);
+        let roles = of_kind(&objects, "ClusterRole");
+        assert_eq!(roles.len(), 3, "the operator's role and the catalog");
+        for role in roles {
+            let mut strings = Vec::new();
+            string_values(role, &mut strings);
+            let wild: Vec<&String> = strings.iter().filter(|s| s.contains('*')).collect();
+            assert!(wild.is_empty(), "ClusterRole {} holds {wild:?}", name(role));
+            // Nor the verbs that would let the operator or a provider escalate.
+            for rule in role["rules"].as_array().expect("rules") {
+                for verb in rule["verbs"].as_array().expect("verbs") {
+                    assert!(
+                        !["escalate", "impersonate"].contains(&verb.as_str().unwrap_or_default()),
+                        "ClusterRole {} grants {verb}",
+                        name(role)
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_deployment_runs_the_operator_locked_down() {
+    let objects = render(&[]);
+    let deployment = deployment(&objects);
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(
+        deployment["spec"]["strategy"]["type"], "Recreate",
+        "never two operators at once during an upgrade"
+    );
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], RELEASE);
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "msp-operator", "app.kubernetes.io/instance": RELEASE})
+    );
+
+    let container = container(&objects);
+    assert_eq!(
+        container["image"],
+        format!("msp-operator:{}", env!("CARGO_PKG_VERSION")),
+        "the image tag defaults to the appVersion"
+    );
+    assert_eq!(container["args"], json!(["run"]));
+    let security = &container["securityContext"];
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["runAsUser"], 65532);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert!(security["capabilities"].get("add").is_none());
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(security.get("privileged").is_none_or(|p| p == false));
+    for bound in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                container["resources"][bound][resource].is_string(),
+                "resources.{bound}.{resource} is set"
+            );
+        }
+    }
+    assert_eq!(env_var(container, "MSP_CONCURRENCY"), "8");
+    assert_eq!(env_var(container, "MSP_RESYNC_SECONDS"), "600");
+    assert_eq!(env_var(container, "MSP_LOG_FORMAT"), "json");
+    assert_eq!(env_var(container, "MSP_METRICS_ADDR"), "0.0.0.0:8080");
+    assert_eq!(env_var(container, "MSP_PROBE_ADDR"), "0.0.0.0:8081");
+    let pod_namespace = container["env"]
+        .as_array()
+        .and_then(|env| env.iter().find(|e| e["name"] == "POD_NAMESPACE"))
+        .expect("POD_NAMESPACE");
+    assert_eq!(
+        pod_namespace["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    // The operator's probe server: /healthz and /readyz on 8081.
+    assert_eq!(
+        container["ports"],
+        json!([
+            {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "probes", "containerPort": 8081, "protocol": "TCP"},
+        ])
+    );
+    assert_eq!(
+        container["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": 8081})
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": 8081})
+    );
+
+    let objects = render(&["probes.enabled=false"]);
+    let container = self::container(&objects);
+    for absent in ["livenessProbe", "readinessProbe"] {
+        assert!(
+            container.get(absent).is_none(),
+            "probes.enabled=false still renders {absent}"
+        );
+    }
+}
+
+#[test]
+fn values_reach_the_rendered_objects() {
+    let objects = render(&[
+        "operator.concurrency=3",
+        "operator.resyncSeconds=60",
+        "operator.logFormat=text",
+        "operator.logLevel=msp_operator=debug",
+        "replicaCount=0",
+        "image.repository=registry.example/msp-operator",
+        "image.tag=dev",
+        "image.pullPolicy=Always",
+        "imagePullSecrets[0].name=regcred",
+        "nodeSelector.disktype=ssd",
+        "tolerations[0].key=dedicated",
+        "tolerations[0].operator=Exists",
+        "priorityClassName=system-cluster-critical",
+        "podLabels.team=platform",
+        "podAnnotations.note=hello",
+        "commonLabels.cost-center=msp",
+        "probes.port=9443",
+        "probes.readiness.path=/ready",
+        "metrics.enabled=true",
+        "metrics.port=9090",
+        "metrics.serviceMonitor.enabled=true",
+        "podDisruptionBudget.enabled=true",
+    ]);
+    let deployment = deployment(&objects);
+    assert_eq!(deployment["spec"]["replicas"], 0);
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(pod["metadata"]["labels"]["team"], "platform");
+    assert_eq!(pod["metadata"]["annotations"]["note"], "hello");
+    assert_eq!(
+        pod["spec"]["imagePullSecrets"],
+        json!([{"name": "regcred"}])
+    );
+    assert_eq!(pod["spec"]["nodeSelector"], json!({"disktype": "ssd"}));
+    assert_eq!(pod["spec"]["tolerations"][0]["key"], "dedicated");
+    assert_eq!(pod["spec"]["priorityClassName"], "system-cluster-critical");
+    let container = container(&objects);
+    assert_eq!(container["image"], "registry.example/msp-operator:dev");
+    assert_eq!(container["imagePullPolicy"], "Always");
+    assert_eq!(env_var(container, "MSP_CONCURRENCY"), "3");
+    assert_eq!(env_var(container, "MSP_RESYNC_SECONDS"), "60");
+    assert_eq!(env_var(container, "MSP_LOG_FORMAT"), "text");
+    assert_eq!(env_var(container, "RUST_LOG"), "msp_operator=debug");
+    assert_eq!(env_var(container, "MSP_PROBE_ADDR"), "0.0.0.0:9443");
+    assert_eq!(env_var(container, "MSP_METRICS_ADDR"), "0.0.0.0:9090");
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        json!({"path": "/ready", "port": 9443})
+    );
+    assert_eq!(container["livenessProbe"]["httpGet"]["port"], 9443);
+    for object in &objects {
+        assert_eq!(
+            object["metadata"]["labels"]["cost-center"],
+            "msp",
+            "commonLabels on {} {}",
+            kind(object),
+            name(object)
+        );
+    }
+    let service = find(&objects, "Service", &format!("{RELEASE}-metrics"));
+    assert_eq!(
+        service["spec"]["ports"][0],
+        json!({"name": "metrics", "port": 9090, "targetPort": 9090, "protocol": "TCP"})
+    );
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    find(&objects, "ServiceMonitor", RELEASE);
+    let budget = find(&objects, "PodDisruptionBudget", RELEASE);
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+
+    // A digest wins over the tag.
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let objects = render(&[&format!("image.digest={digest}")]);
+    let digest_container = self::container(&objects);
+    assert_eq!(digest_container["image"], format!("msp-operator@{digest}"));
+}
+
+#[test]
+fn crds_can_be_left_out_or_left_unkept() {
+    let objects = render(&["crds.enabled=false"]);
+    assert!(
+        of_kind(&objects, "CustomResourceDefinition").is_empty(),
+        "crds.enabled=false renders no CRD"
+    );
+    assert_eq!(
+        deployment(&objects)["kind"],
+        "Deployment",
+        "the rest is still there"
+    );
+
+    let objects = render(&["crds.keep=false"]);
+    let crds = of_kind(&objects, "CustomResourceDefinition");
+    assert_eq!(crds.len(), 2);
+    for crd in crds {
+        assert!(
+            crd["metadata"]["annotations"]
+                .get("helm.sh/resource-policy")
+                .is_none(),
+            "crds.keep=false: {} must not be kept",
+            name(crd)
+        );
+    }
+}
+
+#[test]
+fn the_catalog_policies_and_rbac_can_be_left_out() {
+    let objects = render(&["delegableRoles.install=false"]);
+    let roles = of_kind(&objects, "ClusterRole");
+    assert_eq!(
+        roles.iter().map(|r| name(r)).collect::<Vec<_>>(),
+        vec![RELEASE],
+        "delegableRoles.install=false leaves only the operator's own ClusterRole"
+    );
+    assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 2);
+
+    let objects = render(&["admissionPolicies.install=false"]);
+    assert!(of_kind(&objects, "ValidatingAdmissionPolicy").is_empty());
+    assert!(of_kind(&objects, "ValidatingAdmissionPolicyBinding").is_empty());
+    assert_eq!(of_kind(&objects, "ClusterRole").len(), 3);
+
+    let objects = render(&[
+        "rbac.create=false",
+        "serviceAccount.create=false",
+        "serviceAccount.name=existing",
+    ]);
+    assert_eq!(
+        of_kind(&objects, "ClusterRole").len(),
+        2,
+        "only the catalog"
+    );
+    assert!(of_kind(&objects, "ClusterRoleBinding").is_empty());
+    assert!(of_kind(&objects, "ServiceAccount").is_empty());
+    assert_eq!(
+        deployment(&objects)["spec"]["template"]["spec"]["serviceAccountName"],
+        "existing"
+    );
+}
+
+#[test]
+fn the_schema_refuses_bad_values_naming_the_value() {
+    let error = refused(&["replicaCount=2"]);
+    assert!(
+        error.contains("/replicaCount") && error.contains("maximum") && error.contains("want 1"),
+        "replicaCount=2 (no leader election yet) must be refused by the schema, got:\n{error}"
+    );
+    for accepted in ["replicaCount=0", "replicaCount=1"] {
+        template(&[accepted]).unwrap_or_else(|e| panic!("{accepted} must be accepted:\n{e}"));
+    }
+    for (sets, expected) in [
+        (
+            &["operator.concurrency=lots"][..],
+            &["/operator/concurrency", "want integer"][..],
+        ),
+        (
+            &["operator.concurrency=0"],
+            &["/operator/concurrency", "minimum"],
+        ),
+        (
+            &["operator.logFormat=xml"],
+            &["/operator/logFormat", "text", "json"],
+        ),
+        (&["crds.enable=false"], &["/crds", "'enable' not allowed"]),
+        (&["image.pullPolicy=Sometimes"], &["/image/pullPolicy"]),
+        (
+            &["commonLabels.team=1"],
+            &["/commonLabels/team", "want string"],
+        ),
+    ] {
+        let error = refused(sets);
+        for needle in expected {
+            assert!(
+                error.contains(needle),
+                "helm template {sets:?}: the error must mention {needle:?}, got:\n{error}"
+            );
+        }
+    }
+    let mut command = helm();
+    command.args([
+        "template",
+        RELEASE,
+        CHART,
+        "--kube-version",
+        KUBE_VERSION,
+        "--set-string",
+        "crds.keep=false",
+    ]);
+    let out = output(&mut command);
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && error.contains("/crds/keep") && error.contains("want boolean"),
+        "crds.keep as a string must be refused, got:\n{error}"
+    );
+    // Not expressible in the schema, refused by the templates.
+    let error = refused(&["serviceAccount.create=false"]);
+    assert!(error.contains("serviceAccount.name"), "{error}");
+    let error = refused(&["metrics.serviceMonitor.enabled=true"]);
+    assert!(error.contains("needs metrics.enabled"), "{error}");
+}
+
+// ---------------------------------------------------------------------------
+// On a real API server
+// ---------------------------------------------------------------------------
+
+/// The operator binary, run out of cluster with a kubeconfig (as the chart's
+/// Deployment would run it in cluster). Killed when dropped; its log is
+/// printed when the test fails.
+struct OperatorProcess {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl OperatorProcess {
+    fn start(kubeconfig: &Path, label: &str) -> Self {
+        let log = tmp_dir().join(format!("operator-{label}-{}.log", std::process::id()));
+        let file = std::fs::File::create(&log).expect("create the operator log");
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_msp-operator"))
+            .arg("run")
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env("MSP_LOG_FORMAT", "text")
+            .env("MSP_CONCURRENCY", "4")
+            .env("MSP_RESYNC_SECONDS", "3600")
+            // Ephemeral ports: nothing else on the machine is disturbed.
+            .env("MSP_METRICS_ADDR", "127.0.0.1:0")
+            .env("MSP_PROBE_ADDR", "127.0.0.1:0")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone log file"))
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start target/.../msp-operator run");
+        eprintln!(
+            "helm test: operator ({label}) started, log in {}",
+            log.display()
+        );
+        Self { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics (with the log) if the operator has exited.
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the operator exited ({status}):\n{}", self.log_text());
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.assert_running();
+        self.child.kill().await.expect("kill the operator");
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "--- operator log ({}), last {} lines ---\n{}",
+                self.log.display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// `helm` against the test cluster.
+fn cluster_helm(env: &TestEnv) -> Command {
+    let mut command = helm();
+    command.arg("--kubeconfig").arg(env.kubeconfig_path());
+    command
+}
+
+fn kubectl(env: &TestEnv, args: &[&str]) -> Command {
+    let mut command = env.kubectl();
+    command.current_dir(repo_root()).args(args);
+    command
+}
+
+/// Whether `result` is a 403 from the API server.
+fn forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
+    }
+}
+
+async fn gone<K>(api: Api<K>, name: &str, what: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_until(TIMEOUT, what, || {
+        let api = api.clone();
+        let name = name.to_string();
+        async move {
+            match api.get_opt(&name).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// A token kubeconfig for ServiceAccount `namespace/name`, in the temp dir.
+async fn service_account_kubeconfig(env: &TestEnv, namespace: &str, name: &str) -> PathBuf {
+    let token = env.service_account_token(namespace, name).await;
+    let path = tmp_dir().join(format!("{namespace}-{name}.kubeconfig"));
+    env.write_token_kubeconfig(&token, &path)
+        .unwrap_or_else(|e| panic!("write a kubeconfig for {namespace}/{name}: {e:#}"));
+    path
+}
+
+async fn token_client(path: &Path) -> Client {
+    let yaml = std::fs::read_to_string(path).expect("read the token kubeconfig");
+    msp_testenv::kubeconfig::client_from_yaml(&yaml)
+        .await
+        .expect("client from the token kubeconfig")
+}
+
+#[tokio::test]
+async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
+    let env = TestEnv::shared();
+    if !env.is_local() {
+        // On an existing cluster crds/ and deploy/ are applied already (kind.sh),
+        // so a release cannot own them, and the samples' namespaces are shared.
+        eprintln!("helm test: skipped against MSP_TEST_KUBECONFIG (needs its own control plane)");
+        return;
+    }
+    let admin = env.client().await;
+    let ns = env.namespace("helm").await;
+
+    // --- Phase 1: helm install into the test namespace. -------------------
+    let stdout = succeed({
+        let mut c = cluster_helm(env);
+        c.args(["install", RELEASE, CHART, "--namespace", &ns]);
+        c
+    });
+    assert!(
+        stdout.contains("STATUS: deployed"),
+        "helm install:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("kept on `helm uninstall`"),
+        "NOTES.txt tells that the CRDs are kept:\n{stdout}"
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in [
+        "delegations.msp-operator.io",
+        "managedserviceoffers.msp-operator.io",
+    ] {
+        let live = msp_testenv::wait_for(&crds, crd, TIMEOUT, "Established", |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            live.metadata
+                .annotations
+                .unwrap_or_default()
+                .get("helm.sh/resource-policy")
+                .map(String::as_str),
+            Some("keep")
+        );
+    }
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
+    let deployment = deployments
+        .get(RELEASE)
+        .await
+        .expect("the chart's Deployment");
+    assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(1));
+    Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+        .get(RELEASE)
+        .await
+        .expect("the chart's ServiceAccount");
+    let file_rules: Vec<PolicyRule> = serde_json::from_value(
+        repo_documents("deploy/operator-clusterrole.yaml")[0]["rules"].clone(),
+    )
+    .expect("deploy/operator-clusterrole.yaml rules");
+    let live_role = Api::<ClusterRole>::all(admin.clone())
+        .get(RELEASE)
+        .await
+        .expect("the chart's ClusterRole");
+    assert_eq!(live_role.rules, Some(file_rules), "live ClusterRole rules");
+
+    // --- Phase 2: the operator, out of cluster, as the chart's account. ---
+    // (The Deployment's pod never runs here: there is no kubelet.)
+    let chart_kubeconfig = service_account_kubeconfig(env, &ns, RELEASE).await;
+    let mut operator = OperatorProcess::start(&chart_kubeconfig, "chart-sa");
+
+    // --- Phase 3: a delegation end to end, under exactly the chart's RBAC. -
+    let provider_tenant = unique_name("helm-prov");
+    let provider = env
+        .namespace_with_labels("helm-p", &[(TENANT, &provider_tenant)])
+        .await;
+    let customer = env
+        .namespace_with_labels("helm-c", &[(TENANT, &unique_name("helm-cust"))])
+        .await;
+    let alice_name = unique_name("helm-alice");
+    let alice = env.user_client(&alice_name, &[]).await;
+    assert!(
+        !can_list_pods(&alice, &customer).await,
+        "no access before the delegation"
+    );
+    apply(
+        &admin,
+        &offer(
+            &provider,
+            "monitoring",
+            &provider_tenant,
+            vec![plan(
+                "basic",
+                "1.0.0",
+                vec![auth(
+                    PrincipalKind::User,
+                    &alice_name,
+                    "msp-operator:reader",
+                )],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(
+            &customer,
+            "monitoring",
+            (&provider, "monitoring"),
+            "basic",
+            "1.0.0",
+            None,
+        ),
+    )
+    .await;
+    let ready = wait_condition(
+        &admin,
+        &customer,
+        "monitoring",
+        "Ready",
+        "True",
+        Some("Granted"),
+    )
+    .await;
+    assert_eq!(
+        ready
+            .status
+            .as_ref()
+            .and_then(|s| s.applied_version.as_deref()),
+        Some("1.0.0")
+    );
+    wait_access(&alice, &customer, true).await;
+    assert!(
+        !can_list_pods(&alice, &provider).await,
+        "nothing outside the delegation"
+    );
+    operator.assert_running();
+
+    // The chart's admission policy is live: someone who may create
+    // Delegations in the customer namespace, but not RoleBindings, is refused
+    // (no confused deputy).
+    let mallory_name = unique_name("helm-mallory");
+    let delegation_writer = Role {
+        metadata: ObjectMeta {
+            name: Some("delegation-writer".into()),
+            namespace: Some(customer.name().into()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["msp-operator.io".into()]),
+            resources: Some(vec!["delegations".into()]),
+            verbs: vec!["create".into(), "get".into()],
+            ..Default::default()
+        }]),
+    };
+    Api::<Role>::namespaced(admin.clone(), &customer)
+        .create(&PostParams::default(), &delegation_writer)
+        .await
+        .expect("create the delegation-writer Role");
+    let writer_binding = RoleBinding {
+        metadata: ObjectMeta {
+            name: Some("delegation-writer".into()),
+            namespace: Some(customer.name().into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "delegation-writer".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: mallory_name.clone(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(admin.clone(), &customer)
+        .create(&PostParams::default(), &writer_binding)
+        .await
+        .expect("bind the delegation-writer Role");
+    let mallory = env.user_client(&mallory_name, &[]).await;
+    let sneaky = delegation(
+        &customer,
+        "sneaky",
+        (&provider, "monitoring"),
+        "basic",
+        "1.0.0",
+        None,
+    );
+    wait_until(
+        TIMEOUT,
+        "the chart's admission policy to refuse a Delegation by someone who cannot bind",
+        || {
+            let api: Api<Delegation> = Api::namespaced(mallory.clone(), &customer);
+            let sneaky = sneaky.clone();
+            async move {
+                let params = PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                };
+                match api.create(&params, &sneaky).await {
+                    Err(kube::Error::Api(s))
+                        if s.message
+                            .contains("where you may create RoleBindings yourself") =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+
+    // What the chart does not grant, its account cannot do.
+    let chart_account = token_client(&chart_kubeconfig).await;
+    Api::<Delegation>::all(chart_account.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("the chart's account may list delegations (so the 403s below are RBAC)");
+    forbidden(
+        Api::<Secret>::all(chart_account.clone())
+            .list(&ListParams::default())
+            .await,
+        "the chart's account lists secrets cluster-wide",
+    );
+    forbidden(
+        Api::<Secret>::namespaced(chart_account.clone(), &customer)
+            .list(&ListParams::default())
+            .await,
+        "the chart's account lists secrets in a customer namespace",
+    );
+    forbidden(
+        Api::<Pod>::namespaced(chart_account.clone(), &customer)
+            .list(&ListParams::default())
+            .await,
+        "the chart's account lists pods in a customer namespace",
+    );
+    let escalation = ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(unique_name("helm-escalate")),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: "cluster-admin".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: RELEASE.into(),
+            namespace: Some(ns.name().into()),
+            ..Default::default()
+        }]),
+    };
+    forbidden(
+        Api::<ClusterRoleBinding>::all(chart_account.clone())
+            .create(&PostParams::default(), &escalation)
+            .await,
+        "the chart's account creates a ClusterRoleBinding",
+    );
+    forbidden(
+        Api::<ClusterRole>::all(chart_account.clone())
+            .delete("msp-operator:reader", &DeleteParams::default())
+            .await,
+        "the chart's account deletes a ClusterRole",
+    );
+
+    // --- Phase 4: helm upgrade with a changed value. ----------------------
+    let stdout = succeed({
+        let mut c = cluster_helm(env);
+        c.args([
+            "upgrade",
+            RELEASE,
+            CHART,
+            "--namespace",
+            &ns,
+            "--set",
+            "operator.concurrency=3",
+        ]);
+        c
+    });
+    assert!(stdout.contains("REVISION: 2"), "helm upgrade:\n{stdout}");
+    let upgraded = deployments
+        .get(RELEASE)
+        .await
+        .expect("Deployment after upgrade");
+    let env_vars = upgraded
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|p| p.containers[0].env.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert_eq!(
+        env_vars
+            .iter()
+            .find(|e| e.name == "MSP_CONCURRENCY")
+            .and_then(|e| e.value.as_deref()),
+        Some("3"),
+        "helm upgrade --set operator.concurrency=3 reaches the Deployment"
+    );
+    // The operator still works after the upgrade: removal revokes the grant
+    // and releases the finalizer.
+    Api::<Delegation>::namespaced(admin.clone(), &customer)
+        .delete("monitoring", &DeleteParams::default())
+        .await
+        .expect("delete the delegation");
+    wait_access(&alice, &customer, false).await;
+    gone(
+        Api::<Delegation>::namespaced(admin.clone(), &customer),
+        "monitoring",
+        "the delegation to be removed by the operator",
+    )
+    .await;
+    operator.stop().await;
+
+    // --- Phase 5: helm uninstall keeps the CRDs (crds.keep=true). ---------
+    let stdout = succeed({
+        let mut c = cluster_helm(env);
+        c.args(["uninstall", RELEASE, "--namespace", &ns]);
+        c
+    });
+    assert!(
+        stdout.contains("kept due to the resource policy")
+            && stdout.contains("delegations.msp-operator.io"),
+        "helm uninstall names the kept CRDs:\n{stdout}"
+    );
+    gone(deployments.clone(), RELEASE, "the Deployment to go").await;
+    gone(
+        Api::<ClusterRole>::all(admin.clone()),
+        RELEASE,
+        "the ClusterRole to go",
+    )
+    .await;
+    gone(
+        Api::<ClusterRoleBinding>::all(admin.clone()),
+        RELEASE,
+        "the ClusterRoleBinding to go",
+    )
+    .await;
+    gone(
+        Api::<ServiceAccount>::namespaced(admin.clone(), &ns),
+        RELEASE,
+        "the ServiceAccount to go",
+    )
+    .await;
+    gone(
+        Api::<ClusterRole>::all(admin.clone()),
+        "msp-operator:reader",
+        "the delegable roles to go",
+    )
+    .await;
+    for crd in [
+        "delegations.msp-operator.io",
+        "managedserviceoffers.msp-operator.io",
+    ] {
+        crds.get(crd)
+            .await
+            .unwrap_or_else(|e| panic!("CRD {crd} must survive helm uninstall: {e}"));
+    }
+    Api::<msp_operator::api::ManagedServiceOffer>::namespaced(admin.clone(), &provider)
+        .get("monitoring")
+        .await
+        .expect("offers survive helm uninstall with their CRD");
+
+    // --- Phase 6: the kubectl path. ---------------------------------------
+    // deploy/ ships the ClusterRole but no binding; bind it to an account.
+    succeed(kubectl(
+        env,
+        &["apply", "--server-side", "-f", "crds/", "-f", "deploy/"],
+    ));
+    let ops = env.namespace("kubectl-ops").await;
+    succeed(kubectl(
+        env,
+        &["create", "serviceaccount", "msp-operator", "-n", &ops],
+    ));
+    let binding = unique_name("msp-operator-kubectl");
+    succeed(kubectl(
+        env,
+        &[
+            "create",
+            "clusterrolebinding",
+            &binding,
+            "--clusterrole=msp-operator",
+            &format!("--serviceaccount={}:msp-operator", ops.name()),
+        ],
+    ));
+    let kubectl_kubeconfig = service_account_kubeconfig(env, &ops, "msp-operator").await;
+    let mut operator = OperatorProcess::start(&kubectl_kubeconfig, "kubectl-sa");
+    succeed(kubectl(env, &["apply", "-f", "examples/"]));
+    let waited = succeed(kubectl(
+        env,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "delegation/contoso-monitoring",
+            "-n",
+            "fabrikam-web",
+            "--timeout=60s",
+        ],
+    ));
+    assert!(waited.contains("condition met"), "kubectl wait:\n{waited}");
+    // As in the README: the provider's on-call group reads both namespaces of
+    // the delegation, and nothing of the provider's own.
+    let can_i = |namespace: &str| {
+        let mut c = kubectl(
+            env,
+            &[
+                "auth",
+                "can-i",
+                "list",
+                "pods",
+                "-n",
+                namespace,
+                "--as",
+                "someone",
+                "--as-group",
+                "contoso:oncall",
+            ],
+        );
+        String::from_utf8_lossy(&output(&mut c).stdout)
+            .trim()
+            .to_string()
+    };
+    assert_eq!(can_i("fabrikam-web"), "yes");
+    assert_eq!(can_i("fabrikam-db"), "yes");
+    assert_eq!(can_i("contoso-msp"), "no");
+    operator.stop().await;
+}
