@@ -1,8 +1,10 @@
 # msp-operator — developer entry points. `make test` is what CI runs.
 SHELL := /bin/bash
 CARGO ?= cargo
+# The crate version: the image tag and the chart's version/appVersion.
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
-.PHONY: all build test lint fmt-check clippy controlplane-bins controlplane crds run help
+.PHONY: all build test lint fmt-check clippy controlplane-bins controlplane crds run help helm-bin chart-crds image
 
 all: build
 
@@ -26,8 +28,21 @@ clippy:
 
 lint: fmt-check clippy ## cargo fmt --check and clippy -D warnings
 
-test: lint controlplane-bins ## Everything CI checks: lint, unit tests, real-API-server tests
-	$(CARGO) test --workspace --no-fail-fast
+test: lint controlplane-bins helm-bin ## Everything CI checks: lint, unit tests, real-API-server tests
+	MSP_HELM="$${MSP_HELM:-$$(bash tools/helm/install.sh)}" $(CARGO) test --workspace --no-fail-fast
+
+helm-bin: ## Install the pinned Helm into ~/.cache/msp-operator (once) and print its path
+	@bash tools/helm/install.sh
+
+chart-crds: ## Copy crds/ and deploy/ into the chart (tests/helm.rs fails when the copies differ)
+	rm -f charts/msp-operator/files/crds/*.yaml charts/msp-operator/files/deploy/*.yaml
+	cp crds/*.yaml charts/msp-operator/files/crds/
+	cp deploy/*.yaml charts/msp-operator/files/deploy/
+
+image: ## Build the container image msp-operator:<crate version> (needs a Docker engine)
+	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image needs a Docker engine (or build the Dockerfile with another OCI builder)" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is reachable (\`docker info\` failed); start one or set DOCKER_HOST" >&2; exit 1; }
+	docker build -t msp-operator:$(VERSION) .
 
 controlplane: controlplane-bins ## Run a local control plane in the foreground (reused by `make run`)
 	$(CARGO) run -q -p msp-testenv --bin msp-dev -- up
