@@ -23,13 +23,14 @@ crds: ## Regenerate crds/ from the Rust types
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
-clippy:
+clippy: ## clippy -D warnings, with default features and with every feature (otlp)
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 lint: fmt-check clippy ## cargo fmt --check and clippy -D warnings
 
 test: lint controlplane-bins helm-bin ## Everything CI checks: lint, unit tests, real-API-server tests
-	MSP_HELM="$${MSP_HELM:-$$(bash tools/helm/install.sh)}" $(CARGO) test --workspace --no-fail-fast
+	MSP_HELM="$${MSP_HELM:-$$(bash tools/helm/install.sh)}" $(CARGO) test --workspace --all-features --no-fail-fast
 
 helm-bin: ## Install the pinned Helm into ~/.cache/msp-operator (once) and print its path
 	@bash tools/helm/install.sh

@@ -83,6 +83,16 @@ impl Operator {
     }
 
     fn start_with(name: &str, kubeconfig: &PathBuf, lease_namespace: &str, extra: &[&str]) -> Self {
+        Self::start_env(name, kubeconfig, lease_namespace, extra, &[])
+    }
+
+    fn start_env(
+        name: &str,
+        kubeconfig: &PathBuf,
+        lease_namespace: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let (metrics, probes) = (free_port(), free_port());
         let log =
             std::fs::File::create(std::env::temp_dir().join(format!("{name}.log"))).expect("log");
@@ -98,6 +108,7 @@ impl Operator {
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
             .args(["--probe-addr", &format!("127.0.0.1:{probes}")])
             .args(extra)
+            .envs(envs.iter().copied())
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube_lease_manager=debug")
             .stdout(log.try_clone().expect("log"))
@@ -457,4 +468,88 @@ async fn watch_namespaces_limits_what_the_operator_acts_on() {
     );
     assert!(untouched.finalizers().is_empty());
     assert!(managed_bindings(&admin, &outside, "d").await.is_empty());
+}
+
+/// With the `otlp` feature, reconcile spans reach an OTLP/HTTP collector. The
+/// collector here is a loopback listener that records request lines.
+#[cfg(feature = "otlp")]
+#[tokio::test]
+async fn spans_are_exported_over_otlp() {
+    use std::io::BufRead;
+    let _serial = SERIAL.lock().await;
+    let env = install();
+    let admin = env.client().await;
+    let collector = TcpListener::bind("127.0.0.1:0").expect("collector");
+    let port = collector.local_addr().expect("addr").port();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for stream in collector.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut line = String::new();
+            let mut length = 0usize;
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let request = line.trim().to_string();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            let _ = tx.send(request);
+        }
+    });
+    let tenant = msp_testenv::unique_name("otlp-prov");
+    let provider = env
+        .namespace_with_labels("otlp-p", &[("msp-operator.io/tenant", &tenant)])
+        .await;
+    let customer = env.namespace("otlp-c").await;
+    let lease_ns = env.namespace("otlp-lease").await;
+    let kubeconfig = std::env::temp_dir().join(format!("otlp-{}.kubeconfig", std::process::id()));
+    env.write_user_kubeconfig("op-otlp", &["system:masters"], &kubeconfig)
+        .expect("kubeconfig");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let _operator = Operator::start_env(
+        "op-otlp",
+        &kubeconfig,
+        &lease_ns,
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "500"),
+        ],
+    );
+    apply(
+        &admin,
+        &offer(
+            &provider,
+            "o",
+            &tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(PrincipalKind::User, "u", "msp-operator:reader")],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(&customer, "d", (&provider, "o"), "p", "1.0.0", None),
+    )
+    .await;
+    wait_condition(&admin, &customer, "d", "Ready", "True", None).await;
+    let request = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no OTLP export arrived");
+    assert!(request.starts_with("POST /v1/traces"), "{request}");
 }
