@@ -636,6 +636,12 @@ fn the_deployment_runs_the_operator_locked_down() {
     assert_eq!(env_var(container, "MSP_LOG_FORMAT"), "json");
     assert_eq!(env_var(container, "MSP_METRICS_ADDR"), "0.0.0.0:8080");
     assert_eq!(env_var(container, "MSP_PROBE_ADDR"), "0.0.0.0:8081");
+    assert!(
+        !container["env"]
+            .to_string()
+            .contains("MSP_WATCH_NAMESPACES"),
+        "all namespaces by default"
+    );
     let pod_namespace = container["env"]
         .as_array()
         .and_then(|env| env.iter().find(|e| e["name"] == "POD_NAMESPACE"))
@@ -678,6 +684,7 @@ fn values_reach_the_rendered_objects() {
         "operator.resyncSeconds=60",
         "operator.logFormat=text",
         "operator.logLevel=msp_operator=debug",
+        "operator.watchNamespaces={team-a,team-b}",
         "replicaCount=0",
         "image.repository=registry.example/msp-operator",
         "image.tag=dev",
@@ -716,6 +723,7 @@ fn values_reach_the_rendered_objects() {
     assert_eq!(env_var(container, "MSP_RESYNC_SECONDS"), "60");
     assert_eq!(env_var(container, "MSP_LOG_FORMAT"), "text");
     assert_eq!(env_var(container, "RUST_LOG"), "msp_operator=debug");
+    assert_eq!(env_var(container, "MSP_WATCH_NAMESPACES"), "team-a,team-b");
     assert_eq!(env_var(container, "MSP_PROBE_ADDR"), "0.0.0.0:9443");
     assert_eq!(env_var(container, "MSP_METRICS_ADDR"), "0.0.0.0:9090");
     assert_eq!(
@@ -811,6 +819,18 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
         deployment(&objects)["spec"]["template"]["spec"]["serviceAccountName"],
         "existing"
     );
+
+    // The README's kubectl path, then the chart for the Deployment alone.
+    let objects = render(&[
+        "crds.enabled=false,rbac.create=false,delegableRoles.install=false",
+        "admissionPolicies.install=false,serviceAccount.create=false",
+        "serviceAccount.name=msp-operator,image.repository=registry.example/msp-operator",
+    ]);
+    assert_eq!(
+        count_by_kind(&objects),
+        BTreeMap::from([("Deployment".to_string(), 1)]),
+        "on top of deploy/, the chart adds only the Deployment"
+    );
 }
 
 #[test]
@@ -837,6 +857,10 @@ fn the_schema_refuses_bad_values_naming_the_value() {
             &["/operator/logFormat", "text", "json"],
         ),
         (&["crds.enable=false"], &["/crds", "'enable' not allowed"]),
+        (
+            &["operator.watchNamespaces={Not_A_Namespace}"],
+            &["/operator/watchNamespaces/0"],
+        ),
         (&["image.pullPolicy=Sometimes"], &["/image/pullPolicy"]),
         (
             &["commonLabels.team=1"],
@@ -1398,7 +1422,60 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
             &format!("--serviceaccount={}:msp-operator", ops.name()),
         ],
     ));
-    let kubectl_kubeconfig = service_account_kubeconfig(env, &ops, "msp-operator").await;
+    // The README's recipe for a kubeconfig of that ServiceAccount.
+    let kubectl_kubeconfig = tmp_dir().join(format!("{}-operator.kubeconfig", ops.name()));
+    let kubeconfig_arg = kubectl_kubeconfig.to_string_lossy().into_owned();
+    let minified = succeed(kubectl(env, &["config", "view", "--minify", "--raw"]));
+    std::fs::write(&kubectl_kubeconfig, minified).expect("write operator.kubeconfig");
+    let token = succeed(kubectl(
+        env,
+        &[
+            "create",
+            "token",
+            "msp-operator",
+            "-n",
+            &ops,
+            "--duration=1h",
+        ],
+    ));
+    succeed(kubectl(
+        env,
+        &[
+            "--kubeconfig",
+            &kubeconfig_arg,
+            "config",
+            "set-credentials",
+            "msp-operator",
+            &format!("--token={}", token.trim()),
+        ],
+    ));
+    succeed(kubectl(
+        env,
+        &[
+            "--kubeconfig",
+            &kubeconfig_arg,
+            "config",
+            "set-context",
+            "--current",
+            "--user=msp-operator",
+        ],
+    ));
+    let whoami = succeed(kubectl(
+        env,
+        &[
+            "--kubeconfig",
+            &kubeconfig_arg,
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    ));
+    assert_eq!(
+        whoami,
+        format!("system:serviceaccount:{}:msp-operator", ops.name()),
+        "the operator's kubeconfig authenticates as its ServiceAccount"
+    );
     let mut operator = OperatorProcess::start(&kubectl_kubeconfig, "kubectl-sa");
     succeed(kubectl(env, &["apply", "-f", "examples/"]));
     let waited = succeed(kubectl(
