@@ -1289,3 +1289,42 @@ async fn namespaces_that_appear_later_or_change_tenant_are_followed() {
         .await
         .expect("cleanup");
 }
+
+#[tokio::test]
+async fn an_offer_cannot_name_another_namespaces_service_account() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("sa-policy").await;
+    let with_sa = |namespace: Option<&str>| {
+        let mut authorization = auth(
+            PrincipalKind::ServiceAccount,
+            "robot",
+            "msp-operator:reader",
+        );
+        authorization.principal.namespace = namespace.map(str::to_string);
+        offer(
+            &w.provider,
+            "sa",
+            &w.provider_tenant,
+            vec![plan("p", "1.0.0", vec![authorization])],
+        )
+    };
+    let api: Api<ManagedServiceOffer> = Api::namespaced(admin.clone(), &w.provider);
+    let err = api
+        .create(&PostParams::default(), &with_sa(Some(w.customer.name())))
+        .await
+        .expect_err("a foreign ServiceAccount namespace is refused");
+    assert!(
+        err.to_string().contains("must be the offer namespace"),
+        "{err}"
+    );
+    api.create(&PostParams::default(), &with_sa(Some(w.provider.name())))
+        .await
+        .expect("its own namespace is accepted");
+    api.delete("sa", &DeleteParams::default())
+        .await
+        .expect("delete");
+    api.create(&PostParams::default(), &with_sa(None))
+        .await
+        .expect("an omitted namespace (the offer's) is accepted");
+}
