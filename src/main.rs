@@ -68,6 +68,10 @@ struct RunArgs {
     /// Seconds before expiry at which the leader renews the Lease.
     #[arg(long, env = "MSP_LEASE_GRACE_SECONDS", default_value_t = 5)]
     lease_grace_seconds: u64,
+    /// Seconds in-flight reconciles get to finish after SIGTERM (keep it
+    /// below the pod's terminationGracePeriodSeconds).
+    #[arg(long, env = "MSP_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    shutdown_grace_seconds: u64,
     /// Identity in the Lease (default: the pod name, else host name and pid).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
@@ -246,7 +250,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.leader_elect {
         health.leading.store(true, Ordering::Release);
         metrics.leader.set(1);
-        controller::run(client, settings, shutdown).await;
+        run_bounded(
+            client,
+            settings,
+            shutdown.clone(),
+            shutdown,
+            args.shutdown_grace_seconds,
+        )
+        .await;
         return Ok(());
     }
 
@@ -316,7 +327,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                     }
                 }
             };
-            controller::run(client.clone(), settings.clone(), stop).await;
+            run_bounded(
+                client.clone(),
+                settings.clone(),
+                stop,
+                shutdown.clone(),
+                args.shutdown_grace_seconds,
+            )
+            .await;
             health.leading.store(false, Ordering::Release);
             health.caches_synced.store(false, Ordering::Release);
             metrics.leader.set(0);
@@ -333,6 +351,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         tracing::warn!(%identity, "lost leadership; controllers stopped, waiting to lead again");
+    }
+}
+
+/// Runs the controllers until `stop`; once `shutdown` fires, in-flight
+/// reconciles get `grace_seconds` to finish before they are abandoned (a
+/// reconcile waiting for an unreachable API server must not block exit).
+async fn run_bounded(
+    client: kube::Client,
+    settings: Settings,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace_seconds: u64,
+) {
+    let deadline = async {
+        shutdown.await;
+        tokio::time::sleep(Duration::from_secs(grace_seconds)).await;
+    };
+    tokio::select! {
+        _ = controller::run(client, settings, stop) => {}
+        _ = deadline => tracing::warn!(grace_seconds, "in-flight reconciles abandoned at shutdown"),
     }
 }
 
