@@ -30,7 +30,6 @@ use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams,
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -47,9 +46,9 @@ pub enum Error {
     /// A Kubernetes API call failed.
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
-    /// The finalizer machinery failed (adding/removing it, or the cleanup).
-    #[error("finalizer error: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A request could not be built (a bug, never the user's input).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Some grants could not be written; the others were.
     #[error("could not apply grants: {0}")]
     Grants(String),
@@ -644,31 +643,39 @@ async fn apply_delegation(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Res
     };
 
     // Apply.
-    if let Ok(accepted) = &decision.outcome {
-        let labels = BTreeMap::from([
-            (
-                names::OFFER_NAMESPACE_LABEL.to_string(),
-                offer_ref.namespace.clone(),
-            ),
-            (names::OFFER_LABEL.to_string(), offer_ref.name.clone()),
-            (names::PLAN_LABEL.to_string(), delegation.spec.plan.clone()),
-        ]);
-        if !labels
+    // Labels and the cleanup finalizer in one server-side apply, only when
+    // missing. (kube's finalizer helper would add the finalizer in a write of
+    // its own and end the reconcile there, costing a second round per object.)
+    let labels = BTreeMap::from([
+        (
+            names::OFFER_NAMESPACE_LABEL.to_string(),
+            offer_ref.namespace.clone(),
+        ),
+        (names::OFFER_LABEL.to_string(), offer_ref.name.clone()),
+        (names::PLAN_LABEL.to_string(), delegation.spec.plan.clone()),
+    ]);
+    let has_finalizer = delegation
+        .finalizers()
+        .iter()
+        .any(|f| f == names::FINALIZER);
+    if !has_finalizer
+        || !labels
             .iter()
             .all(|(k, v)| delegation.labels().get(k) == Some(v))
-        {
-            let patch = json!({
-                "apiVersion": Delegation::api_version(&()),
-                "kind": Delegation::kind(&()),
-                "metadata": { "name": name, "labels": labels },
-            });
-            api.patch(
-                &name,
-                &PatchParams::apply(names::FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-        }
+    {
+        let patch = json!({
+            "apiVersion": Delegation::api_version(&()),
+            "kind": Delegation::kind(&()),
+            "metadata": { "name": name, "labels": labels, "finalizers": [names::FINALIZER] },
+        });
+        api.patch(
+            &name,
+            &PatchParams::apply(names::FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    if let Ok(accepted) = &decision.outcome {
         if accepted.new_snapshot
             && let Some(revision) = snapshot::to_revision(&delegation, &accepted.plan)
         {
@@ -888,22 +895,38 @@ async fn reconcile_delegation_once(
     let namespace = delegation
         .namespace()
         .ok_or_else(|| Error::NoNamespace(delegation.name_any()))?;
+    if delegation.metadata.deletion_timestamp.is_none() {
+        return apply_delegation(delegation, ctx).await;
+    }
+    let Some(index) = delegation
+        .finalizers()
+        .iter()
+        .position(|f| f == names::FINALIZER)
+    else {
+        return Ok(Action::await_change());
+    };
+    cleanup_delegation(delegation.clone(), ctx.clone()).await?;
+    // Remove exactly our finalizer, and only if it is still where we saw it.
     let api: Api<Delegation> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, names::FINALIZER, delegation, |event| async {
-        match event {
-            Finalizer::Apply(d) => apply_delegation(d, ctx.clone()).await,
-            Finalizer::Cleanup(d) => cleanup_delegation(d, ctx.clone()).await,
-        }
-    })
-    .await
-    .or_else(|e| match e {
-        // A stale event after the finalizer was already removed: the object
-        // is gone, which is the goal.
-        kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 404 => {
-            Ok(Action::await_change())
-        }
-        e => Err(Error::Finalizer(Box::new(e))),
-    })
+    let path = format!("/metadata/finalizers/{index}");
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        { "op": "test", "path": path, "value": names::FINALIZER },
+        { "op": "remove", "path": path },
+    ]))
+    .map_err(|e| Error::Internal(format!("finalizer patch: {e}")))?;
+    match api
+        .patch(
+            &delegation.name_any(),
+            &PatchParams::default(),
+            &Patch::<()>::Json(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(Action::await_change()),
+        // Already gone: a stale event after the finalizer was removed.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn error_policy<K>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
@@ -946,7 +969,7 @@ fn error_reason(error: &Error) -> String {
     match error {
         Error::Kube(kube::Error::Api(status)) => format!("api_{}", status.code),
         Error::Kube(_) => "kube_client".into(),
-        Error::Finalizer(_) => "finalizer".into(),
+        Error::Internal(_) => "internal".into(),
         Error::Grants(_) => "grants".into(),
         Error::NoNamespace(_) => "no_namespace".into(),
     }

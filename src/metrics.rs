@@ -30,7 +30,7 @@ pub struct ControllerLabels {
 pub struct ErrorLabels {
     /// `delegation` or `offer`.
     pub controller: String,
-    /// Short error class, e.g. `api_409`, `grants`, `finalizer`.
+    /// Short error class, e.g. `api_409`, `grants`, `kube_client`.
     pub reason: String,
 }
 
