@@ -675,20 +675,19 @@ async fn apply_delegation(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Res
         )
         .await?;
     }
-    if let Ok(accepted) = &decision.outcome {
-        if accepted.new_snapshot
-            && let Some(revision) = snapshot::to_revision(&delegation, &accepted.plan)
+    if let Ok(accepted) = &decision.outcome
+        && accepted.new_snapshot
+        && let Some(revision) = snapshot::to_revision(&delegation, &accepted.plan)
+    {
+        let revisions_api: Api<ControllerRevision> =
+            Api::namespaced(ctx.client.clone(), &namespace);
+        match revisions_api
+            .create(&PostParams::default(), &revision)
+            .await
         {
-            let revisions_api: Api<ControllerRevision> =
-                Api::namespaced(ctx.client.clone(), &namespace);
-            match revisions_api
-                .create(&PostParams::default(), &revision)
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
         }
     }
     let previously_ready = delegation
