@@ -7,13 +7,17 @@
 //! values with the path of the value.
 //!
 //! On a real API server (this binary's own local control plane): `helm
-//! install`, then the operator binary run out of cluster as the chart's own
-//! ServiceAccount grants a delegation end to end, so the chart's RBAC is
-//! enough, while that account is refused what the chart does not grant;
-//! `helm upgrade` changes the Deployment; `helm uninstall` removes the
-//! operator but keeps the CRDs. Then the kubectl path: `kubectl apply
-//! --server-side -f crds/ -f deploy/`, the operator as a ServiceAccount bound
-//! to deploy/'s ClusterRole, `kubectl apply -f examples/` and `kubectl wait`.
+//! install` with two replicas, then two operator processes run out of cluster
+//! with the chart's ServiceAccount token and the Deployment's environment
+//! (leader election on, the chart's Lease): exactly one leads and holds the
+//! Lease, it grants a delegation end to end, the other stands by and takes
+//! over at once when the leader stops, so the chart's RBAC (its ClusterRole
+//! and its Lease Role) is enough, while that account is refused what the
+//! chart does not grant; `helm upgrade` changes the Deployment; `helm
+//! uninstall` removes the operator but keeps the CRDs. Then the kubectl path:
+//! `kubectl apply --server-side -f crds/ -f deploy/`, the operator as a
+//! ServiceAccount bound to deploy/'s ClusterRole (and a Lease Role, as the
+//! README creates it), `kubectl apply -f examples/` and `kubectl wait`.
 //!
 //! Helm is `MSP_HELM` (set by `make test`), else `helm` on PATH, else what
 //! `tools/helm/install.sh` installs (it builds the pinned release once).
@@ -21,6 +25,7 @@
 mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -432,9 +437,11 @@ fn every_value_is_commented_and_described_in_the_schema() {
     let mut problems = Vec::new();
     check(&schema, &values, "", &mut problems);
     assert!(problems.is_empty(), "values.schema.json: {problems:?}");
+    let replicas = &schema["properties"]["replicaCount"];
     assert_eq!(
-        schema["properties"]["replicaCount"]["maximum"], 1,
-        "replicaCount is at most 1 until leader election"
+        (&replicas["minimum"], &replicas["maximum"]),
+        (&json!(0), &json!(10)),
+        "replicaCount: 0 (stopped) to 10; above 1 needs leader election"
     );
 }
 
@@ -469,13 +476,16 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
                 ("ClusterRoleBinding", 1),
                 ("CustomResourceDefinition", 2),
                 ("Deployment", 1),
+                ("Role", 1),
+                ("RoleBinding", 1),
                 ("ServiceAccount", 1),
                 ("ValidatingAdmissionPolicy", 2),
                 ("ValidatingAdmissionPolicyBinding", 2),
             ]
             .map(|(k, n)| (k.to_string(), n))
         ),
-        "the default objects (no metrics Service, ServiceMonitor or PodDisruptionBudget)"
+        "the default objects (the Lease Role and its binding; no metrics Service, \
+         ServiceMonitor or PodDisruptionBudget)"
     );
 
     // Every object carries the standard labels; namespaced ones are in the
@@ -496,7 +506,7 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
             format!("msp-operator-{}", env!("CARGO_PKG_VERSION")),
             "{what}"
         );
-        if ["Deployment", "ServiceAccount"].contains(&kind(object)) {
+        if ["Deployment", "ServiceAccount", "Role", "RoleBinding"].contains(&kind(object)) {
             assert_eq!(object["metadata"]["namespace"], NAMESPACE, "{what}");
         }
     }
@@ -590,10 +600,16 @@ fn the_deployment_runs_the_operator_locked_down() {
     let deployment = deployment(&objects);
     assert_eq!(deployment["spec"]["replicas"], 1);
     assert_eq!(
-        deployment["spec"]["strategy"]["type"], "Recreate",
-        "never two operators at once during an upgrade"
+        deployment["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}),
+        "with leader election (the default) the new pod stands by before the old one stops"
     );
     let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+    assert!(
+        pod.get("affinity").is_none(),
+        "no anti-affinity for a single replica: {pod:#}"
+    );
     assert_eq!(pod["serviceAccountName"], RELEASE);
     assert_eq!(pod["automountServiceAccountToken"], true);
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
@@ -642,14 +658,27 @@ fn the_deployment_runs_the_operator_locked_down() {
             .contains("MSP_WATCH_NAMESPACES"),
         "all namespaces by default"
     );
-    let pod_namespace = container["env"]
-        .as_array()
-        .and_then(|env| env.iter().find(|e| e["name"] == "POD_NAMESPACE"))
-        .expect("POD_NAMESPACE");
-    assert_eq!(
-        pod_namespace["valueFrom"]["fieldRef"]["fieldPath"],
-        "metadata.namespace"
-    );
+    assert_eq!(env_var(container, "MSP_SHUTDOWN_GRACE_SECONDS"), "10");
+    // Leader election, on by default: the Lease is the full name, in the pod's
+    // namespace, held under the pod's name.
+    assert_eq!(env_var(container, "MSP_LEADER_ELECT"), "true");
+    assert_eq!(env_var(container, "MSP_LEASE_NAME"), RELEASE);
+    assert_eq!(env_var(container, "MSP_LEASE_DURATION_SECONDS"), "15");
+    assert_eq!(env_var(container, "MSP_LEASE_GRACE_SECONDS"), "5");
+    for (var, field) in [
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_NAME", "metadata.name"),
+    ] {
+        let entry = container["env"]
+            .as_array()
+            .and_then(|env| env.iter().find(|e| e["name"] == var))
+            .unwrap_or_else(|| panic!("no {var}"));
+        assert_eq!(
+            entry["valueFrom"],
+            json!({"fieldRef": {"fieldPath": field}}),
+            "{var} from the downward API"
+        );
+    }
     // The operator's probe server: /healthz and /readyz on 8081.
     assert_eq!(
         container["ports"],
@@ -703,9 +732,18 @@ fn values_reach_the_rendered_objects() {
         "metrics.port=9090",
         "metrics.serviceMonitor.enabled=true",
         "podDisruptionBudget.enabled=true",
+        "operator.shutdownGraceSeconds=20",
+        "terminationGracePeriodSeconds=45",
+        "leaderElection.leaseName=msp-lock",
+        "leaderElection.leaseDurationSeconds=30",
+        "leaderElection.leaseGraceSeconds=10",
     ]);
     let deployment = deployment(&objects);
     assert_eq!(deployment["spec"]["replicas"], 0);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        45
+    );
     let pod = &deployment["spec"]["template"];
     assert_eq!(pod["metadata"]["labels"]["team"], "platform");
     assert_eq!(pod["metadata"]["annotations"]["note"], "hello");
@@ -726,6 +764,10 @@ fn values_reach_the_rendered_objects() {
     assert_eq!(env_var(container, "MSP_WATCH_NAMESPACES"), "team-a,team-b");
     assert_eq!(env_var(container, "MSP_PROBE_ADDR"), "0.0.0.0:9443");
     assert_eq!(env_var(container, "MSP_METRICS_ADDR"), "0.0.0.0:9090");
+    assert_eq!(env_var(container, "MSP_SHUTDOWN_GRACE_SECONDS"), "20");
+    assert_eq!(env_var(container, "MSP_LEASE_NAME"), "msp-lock");
+    assert_eq!(env_var(container, "MSP_LEASE_DURATION_SECONDS"), "30");
+    assert_eq!(env_var(container, "MSP_LEASE_GRACE_SECONDS"), "10");
     assert_eq!(
         container["readinessProbe"]["httpGet"],
         json!({"path": "/ready", "port": 9443})
@@ -751,7 +793,11 @@ fn values_reach_the_rendered_objects() {
     );
     find(&objects, "ServiceMonitor", RELEASE);
     let budget = find(&objects, "PodDisruptionBudget", RELEASE);
-    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        budget["spec"]["maxUnavailable"], 1,
+        "at most one replica: maxUnavailable 1 lets nodes drain"
+    );
+    assert!(budget["spec"].get("minAvailable").is_none());
 
     // A digest wins over the tag.
     let digest = format!("sha256:{}", "0".repeat(64));
@@ -814,6 +860,15 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
         "only the catalog"
     );
     assert!(of_kind(&objects, "ClusterRoleBinding").is_empty());
+    assert!(
+        of_kind(&objects, "Role").is_empty() && of_kind(&objects, "RoleBinding").is_empty(),
+        "rbac.create=false: no Lease Role either"
+    );
+    assert_eq!(
+        env_var(container(&objects), "MSP_LEADER_ELECT"),
+        "true",
+        "leader election stays on (the README grants the Lease by hand)"
+    );
     assert!(of_kind(&objects, "ServiceAccount").is_empty());
     assert_eq!(
         deployment(&objects)["spec"]["template"]["spec"]["serviceAccountName"],
@@ -835,15 +890,56 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
 
 #[test]
 fn the_schema_refuses_bad_values_naming_the_value() {
-    let error = refused(&["replicaCount=2"]);
-    assert!(
-        error.contains("/replicaCount") && error.contains("maximum") && error.contains("want 1"),
-        "replicaCount=2 (no leader election yet) must be refused by the schema, got:\n{error}"
-    );
-    for accepted in ["replicaCount=0", "replicaCount=1"] {
+    // 0 stops the operator; above 1 the replicas elect a leader.
+    for accepted in [
+        "replicaCount=0",
+        "replicaCount=1",
+        "replicaCount=2",
+        "replicaCount=10",
+    ] {
         template(&[accepted]).unwrap_or_else(|e| panic!("{accepted} must be accepted:\n{e}"));
     }
     for (sets, expected) in [
+        (
+            &["replicaCount=11"][..],
+            &["/replicaCount", "maximum", "want 10"][..],
+        ),
+        (
+            &["replicaCount=-1"],
+            &["/replicaCount", "minimum", "want 0"],
+        ),
+        (
+            &["leaderElection.enabled=maybe"],
+            &["/leaderElection/enabled", "want boolean"],
+        ),
+        (
+            &["leaderElection.leaseName=Not_A_Name"],
+            &["/leaderElection/leaseName"],
+        ),
+        (
+            &["leaderElection.leaseDurationSeconds=1"],
+            &["/leaderElection/leaseDurationSeconds", "minimum"],
+        ),
+        (
+            &["leaderElection.leaseGraceSeconds=0"],
+            &["/leaderElection/leaseGraceSeconds", "minimum"],
+        ),
+        (
+            &["leaderElection.elect=true"],
+            &["/leaderElection", "'elect' not allowed"],
+        ),
+        (
+            &["operator.shutdownGraceSeconds=-1"],
+            &["/operator/shutdownGraceSeconds", "minimum"],
+        ),
+        (
+            &["terminationGracePeriodSeconds=0"],
+            &["/terminationGracePeriodSeconds", "minimum"],
+        ),
+        (
+            &["podDisruptionBudget.minAvailable=half"],
+            &["/podDisruptionBudget/minAvailable"],
+        ),
         (
             &["operator.concurrency=lots"][..],
             &["/operator/concurrency", "want integer"][..],
@@ -896,6 +992,197 @@ fn the_schema_refuses_bad_values_naming_the_value() {
     assert!(error.contains("serviceAccount.name"), "{error}");
     let error = refused(&["metrics.serviceMonitor.enabled=true"]);
     assert!(error.contains("needs metrics.enabled"), "{error}");
+    // Two replicas without leader election would both write.
+    let error = refused(&["replicaCount=2", "leaderElection.enabled=false"]);
+    assert!(
+        error.contains(
+            "replicaCount=2 needs leaderElection.enabled=true: without leader election \
+             every replica reconciles and writes the same objects at once"
+        ),
+        "{error}"
+    );
+    template(&["replicaCount=1", "leaderElection.enabled=false"])
+        .expect("one replica without leader election is fine");
+    template(&["replicaCount=0", "leaderElection.enabled=false"])
+        .expect("no replica without leader election is fine");
+    // The leader renews before the Lease expires.
+    for sets in [
+        &["leaderElection.leaseGraceSeconds=15"][..],
+        &[
+            "leaderElection.leaseDurationSeconds=4",
+            "leaderElection.leaseGraceSeconds=5",
+        ],
+    ] {
+        let error = refused(sets);
+        assert!(
+            error.contains("leaderElection.leaseGraceSeconds")
+                && error.contains("must be less than leaderElection.leaseDurationSeconds"),
+            "{sets:?}: {error}"
+        );
+    }
+    template(&[
+        "leaderElection.leaseDurationSeconds=2",
+        "leaderElection.leaseGraceSeconds=1",
+    ])
+    .expect("the shortest Lease");
+    template(&[
+        "leaderElection.enabled=false",
+        "leaderElection.leaseGraceSeconds=15",
+    ])
+    .expect("the Lease settings do not matter without leader election");
+    // The operator stops (and releases the Lease) before the kubelet kills it.
+    for sets in [
+        &["operator.shutdownGraceSeconds=30"][..],
+        &["terminationGracePeriodSeconds=5"],
+    ] {
+        let error = refused(sets);
+        assert!(
+            error.contains("operator.shutdownGraceSeconds")
+                && error.contains("must be less than terminationGracePeriodSeconds"),
+            "{sets:?}: {error}"
+        );
+    }
+    let error = refused(&[
+        "podDisruptionBudget.enabled=true",
+        "podDisruptionBudget.minAvailable=1",
+        "podDisruptionBudget.maxUnavailable=1",
+    ]);
+    assert!(
+        error.contains("set minAvailable or maxUnavailable, not both"),
+        "{error}"
+    );
+}
+
+/// The Lease Role of the chart: exactly the verbs leader election uses, on
+/// leases only, in the release namespace, bound to the chart's account.
+fn assert_lease_rbac(objects: &[Value], fullname: &str, account: &str) {
+    let role_name = format!("{fullname}-leader-election");
+    let role = find(objects, "Role", &role_name);
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        role["rules"],
+        json!([{
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        }]),
+        "the Lease Role's rules"
+    );
+    let binding = find(objects, "RoleBinding", &role_name);
+    assert_eq!(binding["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}])
+    );
+}
+
+#[test]
+fn leader_election_and_high_availability_render() {
+    // Defaults: leader election on, one replica, the Lease Role.
+    let objects = render(&[]);
+    assert_lease_rbac(&objects, RELEASE, RELEASE);
+    assert_eq!(of_kind(&objects, "Role").len(), 1);
+    assert_eq!(of_kind(&objects, "RoleBinding").len(), 1);
+    let text = template(&[]).expect("helm template");
+    assert!(
+        text.contains("No resourceNames") && text.contains("resourceNames cannot"),
+        "the Lease Role says why it has no resourceNames"
+    );
+
+    // Three replicas: rolling, spread over nodes, a budget that keeps one.
+    let objects = render(&["replicaCount=3", "podDisruptionBudget.enabled=true"]);
+    let deployment = deployment(&objects);
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["affinity"],
+        json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]},
+            },
+        }]}}),
+        "replicas spread over nodes by default"
+    );
+    assert_eq!(env_var(container(&objects), "MSP_LEADER_ELECT"), "true");
+    let budget = find(&objects, "PodDisruptionBudget", RELEASE);
+    assert_eq!(
+        budget["spec"]["minAvailable"], 1,
+        "above one replica the budget keeps one running"
+    );
+    assert!(budget["spec"].get("maxUnavailable").is_none());
+    assert_lease_rbac(&objects, RELEASE, RELEASE);
+
+    // affinity replaces the default; a set budget wins over the default one.
+    let objects = render(&[
+        "replicaCount=2",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+        "podDisruptionBudget.enabled=true",
+        "podDisruptionBudget.maxUnavailable=1",
+    ]);
+    let affinity = &self::deployment(&objects)["spec"]["template"]["spec"]["affinity"];
+    assert!(
+        affinity.get("podAntiAffinity").is_none() && affinity.get("nodeAffinity").is_some(),
+        "affinity replaces the default: {affinity:#}"
+    );
+    let budget = find(&objects, "PodDisruptionBudget", RELEASE);
+    assert_eq!(
+        budget["spec"],
+        json!({"maxUnavailable": 1, "selector": budget["spec"]["selector"]})
+    );
+    let objects = render(&[
+        "podDisruptionBudget.enabled=true",
+        "podDisruptionBudget.minAvailable=50%",
+    ]);
+    let budget = find(&objects, "PodDisruptionBudget", RELEASE);
+    assert_eq!(budget["spec"]["minAvailable"], "50%");
+    assert!(budget["spec"].get("maxUnavailable").is_none());
+
+    // The Lease follows the full name, or leaseName; the Role the full name.
+    let objects = render(&["fullnameOverride=ops", "serviceAccount.name=ops-operator"]);
+    let ops = &find(&objects, "Deployment", "ops")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(env_var(ops, "MSP_LEASE_NAME"), "ops");
+    assert_lease_rbac(&objects, "ops", "ops-operator");
+    let objects = render(&["leaderElection.leaseName=msp-lock"]);
+    assert_eq!(env_var(container(&objects), "MSP_LEASE_NAME"), "msp-lock");
+    assert_lease_rbac(&objects, RELEASE, RELEASE);
+
+    // Without leader election: one replica, Recreate, no Lease and no Role.
+    let objects = render(&["leaderElection.enabled=false"]);
+    let deployment = self::deployment(&objects);
+    assert_eq!(
+        deployment["spec"]["strategy"],
+        json!({"type": "Recreate"}),
+        "never two operators at once during an upgrade"
+    );
+    let container = self::container(&objects);
+    assert_eq!(env_var(container, "MSP_LEADER_ELECT"), "false");
+    let env = container["env"].to_string();
+    assert!(
+        !env.contains("MSP_LEASE_"),
+        "no Lease settings without leader election: {env}"
+    );
+    assert_eq!(env_var(container, "MSP_SHUTDOWN_GRACE_SECONDS"), "10");
+    assert!(of_kind(&objects, "Role").is_empty());
+    assert!(of_kind(&objects, "RoleBinding").is_empty());
+
+    // rbac.create=false: leader election on, the Lease granted elsewhere.
+    let objects = render(&["rbac.create=false"]);
+    assert!(of_kind(&objects, "Role").is_empty());
+    assert!(of_kind(&objects, "RoleBinding").is_empty());
+    assert_eq!(
+        env_var(self::container(&objects), "MSP_LEADER_ELECT"),
+        "true"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -113,3 +113,33 @@ Arguments: (dict "root" $ "file" "files/deploy/x.yaml" "annotations" (dict ...))
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The name of the leader election Lease: leaderElection.leaseName, else the
+full name.
+*/}}
+{{- define "msp-operator.leaseName" -}}
+{{- default (include "msp-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/*
+Checks across values that values.schema.json cannot express (JSON Schema
+does not compare one value with another); rendering fails with the reason.
+*/}}
+{{- define "msp-operator.validate" -}}
+{{- $replicas := int .Values.replicaCount }}
+{{- if and (gt $replicas 1) (not .Values.leaderElection.enabled) }}
+{{- fail (printf "replicaCount=%d needs leaderElection.enabled=true: without leader election every replica reconciles and writes the same objects at once. Turn leader election on, or set replicaCount to 1." $replicas) }}
+{{- end }}
+{{- if .Values.leaderElection.enabled }}
+{{- if ge (int .Values.leaderElection.leaseGraceSeconds) (int .Values.leaderElection.leaseDurationSeconds) }}
+{{- fail (printf "leaderElection.leaseGraceSeconds (%d) must be less than leaderElection.leaseDurationSeconds (%d): the leader renews the Lease that many seconds before it expires." (int .Values.leaderElection.leaseGraceSeconds) (int .Values.leaderElection.leaseDurationSeconds)) }}
+{{- end }}
+{{- end }}
+{{- if ge (int .Values.operator.shutdownGraceSeconds) (int .Values.terminationGracePeriodSeconds) }}
+{{- fail (printf "operator.shutdownGraceSeconds (%d) must be less than terminationGracePeriodSeconds (%d): the operator must finish its reconciles and release the Lease before the kubelet kills it." (int .Values.operator.shutdownGraceSeconds) (int .Values.terminationGracePeriodSeconds)) }}
+{{- end }}
+{{- if and .Values.podDisruptionBudget.enabled (ne (toString .Values.podDisruptionBudget.minAvailable) "") (ne (toString .Values.podDisruptionBudget.maxUnavailable) "") }}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
+{{- end }}
+{{- end }}
