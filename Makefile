@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The crate version: the image tag and the chart's version/appVersion.
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
-.PHONY: all build test lint fmt-check clippy controlplane-bins controlplane crds run help helm-bin chart-crds image
+.PHONY: bench all build test lint fmt-check clippy controlplane-bins controlplane crds run help helm-bin chart-crds image
 
 all: build
 
@@ -44,6 +44,9 @@ image: ## Build the container image msp-operator:<crate version> (needs a Docker
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image needs a Docker engine (or build the Dockerfile with another OCI builder)" >&2; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is reachable (\`docker info\` failed); start one or set DOCKER_HOST" >&2; exit 1; }
 	docker build -t msp-operator:$(VERSION) .
+
+bench: controlplane-bins ## Convergence benchmark (BENCH_ARGS="--scale 0.1" for a quick run)
+	$(CARGO) bench --bench convergence -- $(BENCH_ARGS)
 
 controlplane: controlplane-bins ## Run a local control plane in the foreground (reused by `make run`)
 	$(CARGO) run -q -p msp-testenv --bin msp-dev -- up

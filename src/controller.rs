@@ -1334,8 +1334,11 @@ pub async fn run(
             }
         });
 
+    // Offer status sums up its delegations, each of which changes many times
+    // while converging; batching the triggers for a second turns hundreds of
+    // status writes into a few.
     let offers = offer_controller
-        .with_config(config)
+        .with_config(config.debounce(Duration::from_secs(1)))
         .watches(
             Api::<Delegation>::all(client.clone()),
             all(),
