@@ -1189,32 +1189,110 @@ fn leader_election_and_high_availability_render() {
 // On a real API server
 // ---------------------------------------------------------------------------
 
+/// A free TCP port on 127.0.0.1, for an operator's metrics or probes.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status and the body. Plain HTTP/1.1
+/// (probes and metrics are plain HTTP on loopback; a client crate would be a
+/// dependency for this alone).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some((status, body.to_string()))
+}
+
+/// The value of the unlabeled sample `name` in a Prometheus exposition.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+/// The environment the chart's Deployment gives its container, as pod `pod`
+/// in `namespace` would get it (the downward API's POD_NAME and
+/// POD_NAMESPACE resolved).
+fn pod_env(deployment: &Deployment, namespace: &str, pod: &str) -> Vec<(String, String)> {
+    let container = &deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("the Deployment's pod spec")
+        .containers[0];
+    container
+        .env
+        .iter()
+        .flatten()
+        .map(|var| {
+            let field = var
+                .value_from
+                .as_ref()
+                .and_then(|from| from.field_ref.as_ref())
+                .map(|field| field.field_path.as_str());
+            let value = match (&var.value, field) {
+                (Some(value), _) => value.clone(),
+                (None, Some("metadata.name")) => pod.to_string(),
+                (None, Some("metadata.namespace")) => namespace.to_string(),
+                _ => panic!("the test cannot resolve env {} of the Deployment", var.name),
+            };
+            (var.name.clone(), value)
+        })
+        .collect()
+}
+
 /// The operator binary, run out of cluster with a kubeconfig (as the chart's
-/// Deployment would run it in cluster). Killed when dropped; its log is
-/// printed when the test fails.
+/// Deployment would run it in cluster), with metrics and probes on ephemeral
+/// loopback ports. Its stdout and stderr go to a log file; killed when
+/// dropped, and the tail of its log is printed when the test fails.
 struct OperatorProcess {
+    label: String,
     child: tokio::process::Child,
     log: PathBuf,
+    metrics_port: u16,
+    probe_port: u16,
 }
 
 impl OperatorProcess {
-    fn start(kubeconfig: &Path, label: &str) -> Self {
+    /// `env` (e.g. [`pod_env`]) goes over the test's defaults; the metrics and
+    /// probe addresses are always 127.0.0.1 ports of the test's and the log
+    /// text, filtered by RUST_LOG (default: info, and the Lease manager's
+    /// debug lines).
+    fn start(kubeconfig: &Path, label: &str, env: &[(String, String)]) -> Self {
         let log = tmp_dir().join(format!("operator-{label}-{}.log", std::process::id()));
         let file = std::fs::File::create(&log).expect("create the operator log");
+        let (metrics_port, probe_port) = (free_port(), free_port());
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_msp-operator"))
             .arg("run")
             .env("KUBECONFIG", kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .env("MSP_LOG_FORMAT", "text")
             .env("MSP_CONCURRENCY", "4")
             .env("MSP_RESYNC_SECONDS", "3600")
-            // Ephemeral ports: nothing else on the machine is disturbed.
-            .env("MSP_METRICS_ADDR", "127.0.0.1:0")
-            .env("MSP_PROBE_ADDR", "127.0.0.1:0")
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| "info,kube_lease_manager=debug".into()),
+            )
+            .env("MSP_LOG_FORMAT", "text")
+            .env("MSP_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+            .env("MSP_PROBE_ADDR", format!("127.0.0.1:{probe_port}"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone log file"))
@@ -1223,42 +1301,172 @@ impl OperatorProcess {
             .spawn()
             .expect("start target/.../msp-operator run");
         eprintln!(
-            "helm test: operator ({label}) started, log in {}",
+            "helm test: operator ({label}) started, metrics on 127.0.0.1:{metrics_port}, log in {}",
             log.display()
         );
-        Self { child, log }
+        Self {
+            label: label.to_string(),
+            child,
+            log,
+            metrics_port,
+            probe_port,
+        }
     }
 
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The last `n` lines of the log.
+    fn log_tail(&self, n: usize) -> String {
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// Panics (with the log) if the operator has exited.
     fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("the operator exited ({status}):\n{}", self.log_text());
+            panic!(
+                "the operator ({}) exited ({status}):\n{}",
+                self.label,
+                self.log_text()
+            );
         }
     }
 
-    async fn stop(&mut self) {
+    /// `msp_operator_leader` from `/metrics`: 1 while it leads, 0 while it
+    /// stands by; None while the endpoint does not answer.
+    fn leader_gauge(&self) -> Option<f64> {
+        let (status, body) = http_get(self.metrics_port, "/metrics")?;
+        if status != 200 {
+            return None;
+        }
+        sample(&body, "msp_operator_leader")
+    }
+
+    /// Whether `/readyz` answers 200.
+    fn ready(&self) -> bool {
+        matches!(http_get(self.probe_port, "/readyz"), Some((200, _)))
+    }
+
+    /// Panics (with the offending lines) if the API server refused the
+    /// operator anything: its RBAC must be enough.
+    fn assert_never_forbidden(&self) {
+        let log = self.log_text();
+        let refused: Vec<&str> = log
+            .lines()
+            .filter(|line| line.to_ascii_lowercase().contains("forbidden"))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "the operator ({}) was refused by the API server:\n{}",
+            self.label,
+            refused.join("\n")
+        );
+    }
+
+    /// SIGTERM, as the kubelet stops a pod: the operator must exit 0 within
+    /// the chart's terminationGracePeriodSeconds.
+    async fn terminate(&mut self) {
         self.assert_running();
-        self.child.kill().await.expect("kill the operator");
+        let pid = self.child.id().expect("the operator's pid");
+        // SAFETY: signals our own child, which has not been reaped (it runs).
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+        let status = tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the operator ({}) did not exit within 30 s of SIGTERM:\n{}",
+                    self.label,
+                    self.log_tail(40)
+                )
+            })
+            .expect("wait for the operator");
+        assert!(
+            status.success(),
+            "the operator ({}) must exit 0 on SIGTERM, got {status}:\n{}",
+            self.label,
+            self.log_tail(40)
+        );
     }
 }
 
 impl Drop for OperatorProcess {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let log = self.log_text();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(60)..];
             eprintln!(
-                "--- operator log ({}), last {} lines ---\n{}",
+                "--- operator ({}) log {}, last 60 lines ---\n{}",
+                self.label,
                 self.log.display(),
-                tail.len(),
-                tail.join("\n")
+                self.log_tail(60)
             );
         }
+    }
+}
+
+/// The holder of Lease `namespace/name`, if it exists and is held.
+async fn lease_holder(admin: &Client, namespace: &str, name: &str) -> Option<String> {
+    Api::<Lease>::namespaced(admin.clone(), namespace)
+        .get_opt(name)
+        .await
+        .expect("read the Lease")
+        .and_then(|lease| lease.spec)
+        .and_then(|spec| spec.holder_identity)
+        .filter(|holder| !holder.is_empty())
+}
+
+/// Waits until exactly one of `replicas` leads (`msp_operator_leader` 1, the
+/// others 0) and holds Lease `namespace/name`, and every one of them is
+/// ready (a standby while it waits, the leader once its caches synced); the
+/// index of the leader. Two leaders at any time fail the test at once.
+async fn wait_for_one_leader(
+    replicas: &mut [OperatorProcess],
+    admin: &Client,
+    namespace: &str,
+    lease: &str,
+) -> usize {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        for replica in replicas.iter_mut() {
+            replica.assert_running();
+        }
+        let gauges: Vec<Option<f64>> = replicas.iter().map(OperatorProcess::leader_gauge).collect();
+        let leaders: Vec<usize> = (0..replicas.len())
+            .filter(|&i| gauges[i] == Some(1.0))
+            .collect();
+        assert!(
+            leaders.len() <= 1,
+            "two leaders at once: {:?}",
+            leaders
+                .iter()
+                .map(|&i| &replicas[i].label)
+                .collect::<Vec<_>>()
+        );
+        let observed = if let [leader] = leaders[..] {
+            let others_stand_by = (0..replicas.len())
+                .filter(|&i| i != leader)
+                .all(|i| gauges[i] == Some(0.0));
+            let holder = lease_holder(admin, namespace, lease).await;
+            let ready: Vec<bool> = replicas.iter().map(OperatorProcess::ready).collect();
+            if others_stand_by
+                && holder.as_deref() == Some(replicas[leader].label.as_str())
+                && ready.iter().all(|r| *r)
+            {
+                return leader;
+            }
+            format!("leader gauges {gauges:?}, Lease holder {holder:?}, ready {ready:?}")
+        } else {
+            format!("leader gauges {gauges:?}")
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {TIMEOUT:?} waiting for exactly one leader among {:?}; last observed: {observed}",
+            replicas.iter().map(|r| &r.label).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -1329,10 +1537,18 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
     let admin = env.client().await;
     let ns = env.namespace("helm").await;
 
-    // --- Phase 1: helm install into the test namespace. -------------------
+    // --- Phase 1: helm install, two replicas, into the test namespace. ----
     let stdout = succeed({
         let mut c = cluster_helm(env);
-        c.args(["install", RELEASE, CHART, "--namespace", &ns]);
+        c.args([
+            "install",
+            RELEASE,
+            CHART,
+            "--namespace",
+            &ns,
+            "--set",
+            "replicaCount=2",
+        ]);
         c
     });
     assert!(
@@ -1342,6 +1558,13 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
     assert!(
         stdout.contains("kept on `helm uninstall`"),
         "NOTES.txt tells that the CRDs are kept:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Replicas: 2, with leader election through the Lease {}/{RELEASE}",
+            ns.name()
+        )),
+        "NOTES.txt tells about leader election:\n{stdout}"
     );
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
     for crd in [
@@ -1372,7 +1595,12 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         .get(RELEASE)
         .await
         .expect("the chart's Deployment");
-    assert_eq!(deployment.spec.as_ref().and_then(|s| s.replicas), Some(1));
+    let spec = deployment.spec.as_ref().expect("the Deployment's spec");
+    assert_eq!(spec.replicas, Some(2));
+    assert_eq!(
+        spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("RollingUpdate")
+    );
     Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
         .get(RELEASE)
         .await
@@ -1386,11 +1614,61 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         .await
         .expect("the chart's ClusterRole");
     assert_eq!(live_role.rules, Some(file_rules), "live ClusterRole rules");
+    let lease_role_name = format!("{RELEASE}-leader-election");
+    let lease_role = Api::<Role>::namespaced(admin.clone(), &ns)
+        .get(&lease_role_name)
+        .await
+        .expect("the chart's Lease Role");
+    assert_eq!(
+        serde_json::to_value(&lease_role.rules).expect("rules"),
+        json!([{
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        }]),
+        "live Lease Role rules"
+    );
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .get(&lease_role_name)
+        .await
+        .expect("the chart's Lease RoleBinding");
 
-    // --- Phase 2: the operator, out of cluster, as the chart's account. ---
-    // (The Deployment's pod never runs here: there is no kubelet.)
+    // --- Phase 2: two replicas, out of cluster, as the chart's account. ---
+    // The Deployment's pods never run here (there is no kubelet): two operator
+    // processes get what they would, the ServiceAccount's token and the
+    // Deployment's environment (leader election on, the chart's Lease, in the
+    // release namespace, held under the pod name).
     let chart_kubeconfig = service_account_kubeconfig(env, &ns, RELEASE).await;
-    let mut operator = OperatorProcess::start(&chart_kubeconfig, "chart-sa");
+    let replica_env = |pod: &str| pod_env(&deployment, &ns, pod);
+    let chart_env = replica_env("replica-a");
+    let chart_var = |var: &str| {
+        chart_env
+            .iter()
+            .find(|(name, _)| name == var)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_else(|| panic!("the chart's Deployment sets no {var}: {chart_env:?}"))
+    };
+    assert_eq!(chart_var("MSP_LEADER_ELECT"), "true");
+    assert_eq!(chart_var("POD_NAMESPACE"), ns.name());
+    let lease = chart_var("MSP_LEASE_NAME");
+    assert_eq!(lease, RELEASE, "the Lease is named after the release");
+    let mut replicas = [
+        OperatorProcess::start(&chart_kubeconfig, "replica-a", &replica_env("replica-a")),
+        OperatorProcess::start(&chart_kubeconfig, "replica-b", &replica_env("replica-b")),
+    ];
+    let started = std::time::Instant::now();
+    let leader = wait_for_one_leader(&mut replicas, &admin, &ns, &lease).await;
+    let standby = 1 - leader;
+    eprintln!(
+        "helm test: {} leads after {:?}, {} stands by",
+        replicas[leader].label,
+        started.elapsed(),
+        replicas[standby].label
+    );
+    // Still exactly one, a moment later.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(replicas[leader].leader_gauge(), Some(1.0));
+    assert_eq!(replicas[standby].leader_gauge(), Some(0.0));
 
     // --- Phase 3: a delegation end to end, under exactly the chart's RBAC. -
     let provider_tenant = unique_name("helm-prov");
@@ -1457,7 +1735,14 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         !can_list_pods(&alice, &provider).await,
         "nothing outside the delegation"
     );
-    operator.assert_running();
+    for replica in replicas.iter_mut() {
+        replica.assert_running();
+    }
+    assert_eq!(
+        replicas[standby].leader_gauge(),
+        Some(0.0),
+        "the standby still stands by"
+    );
 
     // The chart's admission policy is live: someone who may create
     // Delegations in the customer namespace, but not RoleBindings, is refused
@@ -1590,6 +1875,55 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
             .await,
         "the chart's account deletes a ClusterRole",
     );
+    // Leases: in the release namespace only.
+    let by_name = ListParams::default().fields(&format!("metadata.name={lease}"));
+    Api::<Lease>::namespaced(chart_account.clone(), &ns)
+        .list(&by_name)
+        .await
+        .expect("the chart's account lists its Lease");
+    forbidden(
+        Api::<Lease>::namespaced(chart_account.clone(), &customer)
+            .list(&ListParams::default())
+            .await,
+        "the chart's account lists leases in a customer namespace",
+    );
+    forbidden(
+        Api::<Lease>::all(chart_account.clone())
+            .list(&ListParams::default())
+            .await,
+        "the chart's account lists leases cluster-wide",
+    );
+
+    // Hand-over: SIGTERM the leader, as the kubelet does in a rolling update.
+    // It releases the Lease and exits 0; the standby, watching the Lease,
+    // takes it at once (not after the 15 s the Lease would stay valid).
+    let terminated = std::time::Instant::now();
+    replicas[leader].terminate().await;
+    let new_leader = &replicas[standby];
+    wait_until(TIMEOUT, "the standby to take over the Lease", || async {
+        let holder = lease_holder(&admin, &ns, &lease).await;
+        match (new_leader.leader_gauge(), holder) {
+            (Some(1.0), Some(holder)) if holder == new_leader.label => Ok(()),
+            other => Err(format!("leader gauge and Lease holder: {other:?}")),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let handover = terminated.elapsed();
+    eprintln!("helm test: hand-over after SIGTERM took {handover:?}");
+    assert!(
+        new_leader.log_text().contains("the lease was released"),
+        "the standby took over because it saw the Lease released (list and watch \
+         granted), not because it expired:\n{}",
+        new_leader.log_tail(40)
+    );
+    assert!(
+        handover < std::time::Duration::from_secs(10),
+        "hand-over took {handover:?}"
+    );
+    for replica in &replicas {
+        replica.assert_never_forbidden();
+    }
 
     // --- Phase 4: helm upgrade with a changed value. ----------------------
     let stdout = succeed({
@@ -1600,6 +1934,8 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
             CHART,
             "--namespace",
             &ns,
+            "--set",
+            "replicaCount=2",
             "--set",
             "operator.concurrency=3",
         ]);
@@ -1623,8 +1959,8 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         Some("3"),
         "helm upgrade --set operator.concurrency=3 reaches the Deployment"
     );
-    // The operator still works after the upgrade: removal revokes the grant
-    // and releases the finalizer.
+    // The operator (the replica that took over) still works after the
+    // upgrade: removal revokes the grant and releases the finalizer.
     Api::<Delegation>::namespaced(admin.clone(), &customer)
         .delete("monitoring", &DeleteParams::default())
         .await
@@ -1636,7 +1972,17 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         "the delegation to be removed by the operator",
     )
     .await;
-    operator.stop().await;
+    // The last replica stops: it releases the Lease.
+    replicas[standby].terminate().await;
+    assert_eq!(
+        lease_holder(&admin, &ns, &lease).await,
+        None,
+        "a leader that stops releases the Lease"
+    );
+    for replica in &replicas {
+        replica.assert_never_forbidden();
+    }
+    drop(replicas);
 
     // --- Phase 5: helm uninstall keeps the CRDs (crds.keep=true). ---------
     let stdout = succeed({
@@ -1668,6 +2014,22 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         "the ServiceAccount to go",
     )
     .await;
+    gone(
+        Api::<Role>::namespaced(admin.clone(), &ns),
+        &lease_role_name,
+        "the Lease Role to go",
+    )
+    .await;
+    gone(
+        Api::<RoleBinding>::namespaced(admin.clone(), &ns),
+        &lease_role_name,
+        "the Lease RoleBinding to go",
+    )
+    .await;
+    Api::<Lease>::namespaced(admin.clone(), &ns)
+        .get(&lease)
+        .await
+        .expect("the Lease is the operator's, not the chart's: it stays, released");
     gone(
         Api::<ClusterRole>::all(admin.clone()),
         "msp-operator:reader",
@@ -1706,6 +2068,31 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
             "clusterrolebinding",
             &binding,
             "--clusterrole=msp-operator",
+            &format!("--serviceaccount={}:msp-operator", ops.name()),
+        ],
+    ));
+    // The README's Lease Role, for leader election.
+    succeed(kubectl(
+        env,
+        &[
+            "create",
+            "role",
+            "msp-operator-leader-election",
+            "-n",
+            &ops,
+            "--verb=get,list,watch,create,update,patch",
+            "--resource=leases.coordination.k8s.io",
+        ],
+    ));
+    succeed(kubectl(
+        env,
+        &[
+            "create",
+            "rolebinding",
+            "msp-operator-leader-election",
+            "-n",
+            &ops,
+            "--role=msp-operator-leader-election",
             &format!("--serviceaccount={}:msp-operator", ops.name()),
         ],
     ));
@@ -1763,7 +2150,26 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         format!("system:serviceaccount:{}:msp-operator", ops.name()),
         "the operator's kubeconfig authenticates as its ServiceAccount"
     );
-    let mut operator = OperatorProcess::start(&kubectl_kubeconfig, "kubectl-sa");
+    // The operator as the chart's Deployment runs it on top of deploy/ (the
+    // README's `helm install` with rbac.create=false): leader election on, in
+    // its namespace, with the Lease Role above.
+    let kubectl_pod_env: Vec<(String, String)> = [
+        ("MSP_LEADER_ELECT", "true"),
+        ("MSP_LEASE_NAME", "msp-operator"),
+        ("POD_NAMESPACE", ops.name()),
+        ("POD_NAME", "kubectl-sa"),
+    ]
+    .map(|(name, value)| (name.to_string(), value.to_string()))
+    .into();
+    let mut operator = OperatorProcess::start(&kubectl_kubeconfig, "kubectl-sa", &kubectl_pod_env);
+    let leader = wait_for_one_leader(
+        std::slice::from_mut(&mut operator),
+        &admin,
+        &ops,
+        "msp-operator",
+    )
+    .await;
+    assert_eq!(leader, 0);
     succeed(kubectl(env, &["apply", "-f", "examples/"]));
     let waited = succeed(kubectl(
         env,
@@ -1802,5 +2208,6 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
     assert_eq!(can_i("fabrikam-web"), "yes");
     assert_eq!(can_i("fabrikam-db"), "yes");
     assert_eq!(can_i("contoso-msp"), "no");
-    operator.stop().await;
+    operator.assert_never_forbidden();
+    operator.terminate().await;
 }
