@@ -51,8 +51,9 @@ const NAMESPACE: &str = "msp-system";
 /// it also keeps the tests independent of the helm build's default version.
 const KUBE_VERSION: &str = "1.33.0";
 const TENANT: &str = "msp-operator.io/tenant";
-/// Every optional part of the chart switched on.
+/// Every optional part of the chart switched on, with two replicas.
 const ALL_ON: &[&str] = &[
+    "replicaCount=2",
     "metrics.enabled=true",
     "metrics.serviceMonitor.enabled=true",
     "podDisruptionBudget.enabled=true",
@@ -575,17 +576,25 @@ fn no_cluster_role_of_the_chart_holds_a_wildcard() {
         let objects = render(sets);
         let roles = of_kind(&objects, "ClusterRole");
         assert_eq!(roles.len(), 3, "the operator's role and the catalog");
-        for role in roles {
+        let lease_roles = of_kind(&objects, "Role");
+        assert_eq!(lease_roles.len(), 1, "the Lease Role");
+        for role in roles.into_iter().chain(lease_roles) {
             let mut strings = Vec::new();
             string_values(role, &mut strings);
             let wild: Vec<&String> = strings.iter().filter(|s| s.contains('*')).collect();
-            assert!(wild.is_empty(), "ClusterRole {} holds {wild:?}", name(role));
+            assert!(
+                wild.is_empty(),
+                "{} {} holds {wild:?}",
+                kind(role),
+                name(role)
+            );
             // Nor the verbs that would let the operator or a provider escalate.
             for rule in role["rules"].as_array().expect("rules") {
                 for verb in rule["verbs"].as_array().expect("verbs") {
                     assert!(
                         !["escalate", "impersonate"].contains(&verb.as_str().unwrap_or_default()),
-                        "ClusterRole {} grants {verb}",
+                        "{} {} grants {verb}",
+                        kind(role),
                         name(role)
                     );
                 }
