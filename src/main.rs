@@ -452,8 +452,12 @@ fn main() -> ExitCode {
         },
         Command::Version => {
             println!(
-                "msp-operator {}\napi: msp-operator.io/v1alpha1\nsupports: Kubernetes 1.33 and newer",
-                env!("CARGO_PKG_VERSION")
+                "msp-operator {}\ncommit: {}\nbuilt with: {} for {} ({})\napi: msp-operator.io/v1alpha1\nsupports: Kubernetes 1.33 and newer",
+                env!("CARGO_PKG_VERSION"),
+                env!("MSP_BUILD_COMMIT"),
+                env!("MSP_BUILD_RUSTC"),
+                env!("MSP_BUILD_TARGET"),
+                env!("MSP_BUILD_PROFILE"),
             );
             ExitCode::SUCCESS
         }

@@ -200,9 +200,14 @@ async fn the_cli_reads_well() {
         .arg("version")
         .output()
         .expect("version");
+    let version = String::from_utf8_lossy(&version.stdout);
     assert!(
-        String::from_utf8_lossy(&version.stdout)
-            .starts_with(&format!("msp-operator {}", env!("CARGO_PKG_VERSION")))
+        version.starts_with(&format!("msp-operator {}", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    assert!(
+        version.contains("commit: ") && version.contains("built with: rustc"),
+        "{version}"
     );
     let bad = Command::new(OPERATOR)
         .args(["run", "--concurrency", "many"])
