@@ -1062,21 +1062,31 @@ fn the_schema_refuses_bad_values_naming_the_value() {
     );
 }
 
+/// The Lease Role's rules: create on leases (a create cannot be limited by
+/// name), everything else on the one Lease.
+fn lease_rules(lease: &str) -> Value {
+    json!([
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["create"],
+        },
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [lease],
+            "verbs": ["get", "list", "watch", "update", "patch"],
+        },
+    ])
+}
+
 /// The Lease Role of the chart: exactly the verbs leader election uses, on
 /// leases only, in the release namespace, bound to the chart's account.
-fn assert_lease_rbac(objects: &[Value], fullname: &str, account: &str) {
+fn assert_lease_rbac(objects: &[Value], fullname: &str, account: &str, lease: &str) {
     let role_name = format!("{fullname}-leader-election");
     let role = find(objects, "Role", &role_name);
     assert_eq!(role["metadata"]["namespace"], NAMESPACE);
-    assert_eq!(
-        role["rules"],
-        json!([{
-            "apiGroups": ["coordination.k8s.io"],
-            "resources": ["leases"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch"],
-        }]),
-        "the Lease Role's rules"
-    );
+    assert_eq!(role["rules"], lease_rules(lease), "the Lease Role's rules");
     let binding = find(objects, "RoleBinding", &role_name);
     assert_eq!(binding["metadata"]["namespace"], NAMESPACE);
     assert_eq!(
@@ -1093,13 +1103,13 @@ fn assert_lease_rbac(objects: &[Value], fullname: &str, account: &str) {
 fn leader_election_and_high_availability_render() {
     // Defaults: leader election on, one replica, the Lease Role.
     let objects = render(&[]);
-    assert_lease_rbac(&objects, RELEASE, RELEASE);
+    assert_lease_rbac(&objects, RELEASE, RELEASE, RELEASE);
     assert_eq!(of_kind(&objects, "Role").len(), 1);
     assert_eq!(of_kind(&objects, "RoleBinding").len(), 1);
     let text = template(&[]).expect("helm template");
     assert!(
-        text.contains("No resourceNames") && text.contains("resourceNames cannot"),
-        "the Lease Role says why it has no resourceNames"
+        text.contains("Creating it cannot be limited by name"),
+        "the Lease Role says why create is not limited to the Lease"
     );
 
     // Three replicas: rolling, spread over nodes, a budget that keeps one.
@@ -1128,7 +1138,7 @@ fn leader_election_and_high_availability_render() {
         "above one replica the budget keeps one running"
     );
     assert!(budget["spec"].get("maxUnavailable").is_none());
-    assert_lease_rbac(&objects, RELEASE, RELEASE);
+    assert_lease_rbac(&objects, RELEASE, RELEASE, RELEASE);
 
     // affinity replaces the default; a set budget wins over the default one.
     let objects = render(&[
@@ -1160,10 +1170,10 @@ fn leader_election_and_high_availability_render() {
     let objects = render(&["fullnameOverride=ops", "serviceAccount.name=ops-operator"]);
     let ops = &find(&objects, "Deployment", "ops")["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(env_var(ops, "MSP_LEASE_NAME"), "ops");
-    assert_lease_rbac(&objects, "ops", "ops-operator");
+    assert_lease_rbac(&objects, "ops", "ops-operator", "ops");
     let objects = render(&["leaderElection.leaseName=msp-lock"]);
     assert_eq!(env_var(container(&objects), "MSP_LEASE_NAME"), "msp-lock");
-    assert_lease_rbac(&objects, RELEASE, RELEASE);
+    assert_lease_rbac(&objects, RELEASE, RELEASE, "msp-lock");
 
     // Without leader election: one replica, Recreate, no Lease and no Role.
     let objects = render(&["leaderElection.enabled=false"]);
@@ -1630,11 +1640,7 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         .expect("the chart's Lease Role");
     assert_eq!(
         serde_json::to_value(&lease_role.rules).expect("rules"),
-        json!([{
-            "apiGroups": ["coordination.k8s.io"],
-            "resources": ["leases"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch"],
-        }]),
+        lease_rules(RELEASE),
         "live Lease Role rules"
     );
     Api::<RoleBinding>::namespaced(admin.clone(), &ns)
@@ -1890,6 +1896,12 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         .list(&by_name)
         .await
         .expect("the chart's account lists its Lease");
+    forbidden(
+        Api::<Lease>::namespaced(chart_account.clone(), &ns)
+            .list(&ListParams::default())
+            .await,
+        "the chart's account lists every Lease of its namespace",
+    );
     forbidden(
         Api::<Lease>::namespaced(chart_account.clone(), &customer)
             .list(&ListParams::default())
