@@ -25,6 +25,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subje
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use msp_operator::api::*;
+use msp_testenv::net::{free_port, http_get, sample};
 use msp_testenv::{ControlPlaneOptions, LocalControlPlane, manifests};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -341,41 +342,17 @@ impl OperatorProcess {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 fn http_status(port: u16, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
+    http_get(port, path).map(|(status, _)| status)
 }
 
 fn reconciles_done(port: u16) -> f64 {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
-    };
-    let _ = write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("msp_operator_reconciles_total{controller=\"delegation\"} ")
-                .and_then(|v| v.trim().parse().ok())
+    http_get(port, "/metrics")
+        .and_then(|(_, text)| {
+            sample(
+                &text,
+                "msp_operator_reconciles_total{controller=\"delegation\"}",
+            )
         })
         .unwrap_or(0.0)
 }

@@ -284,10 +284,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                         .min(args.lease_duration_seconds.saturating_sub(1)),
                 )
                 // One field manager per replica: server-side apply conflicts
-            // between managers are what make exactly one of two replicas
-            // that grab a free Lease at once win (a shared name let both
-            // succeed: split brain, seen by the chart tests).
-            .with_field_manager(format!("msp-operator-leader-election-{identity}"))
+                // between managers are what make exactly one of two replicas
+                // that grab a free Lease at once win (a shared name let both
+                // succeed: split brain, seen by the chart tests).
+                .with_field_manager(format!("msp-operator-leader-election-{identity}"))
                 .build()
                 .await?;
         let (mut leading, lease_task) = manager.watch().await;

@@ -35,6 +35,7 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 use msp_operator::api::{Delegation, PrincipalKind};
 use msp_testenv::binaries::repo_root;
+use msp_testenv::net::{free_port, http_get, sample};
 use msp_testenv::{TestEnv, unique_name, wait_until};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -1207,43 +1208,6 @@ fn leader_election_and_high_availability_render() {
 // ---------------------------------------------------------------------------
 // On a real API server
 // ---------------------------------------------------------------------------
-
-/// A free TCP port on 127.0.0.1, for an operator's metrics or probes.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-/// `GET path` on 127.0.0.1:`port`: the status and the body. Plain HTTP/1.1
-/// (probes and metrics are plain HTTP on loopback; a client crate would be a
-/// dependency for this alone).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    Some((status, body.to_string()))
-}
-
-/// The value of the unlabeled sample `name` in a Prometheus exposition.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
-        value.trim().parse().ok()
-    })
-}
 
 /// The environment the chart's Deployment gives its container, as pod `pod`
 /// in `namespace` would get it (the downward API's POD_NAME and

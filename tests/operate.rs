@@ -10,8 +10,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 use msp_operator::api::PrincipalKind;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use msp_testenv::net::{free_port, http_get, sample};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -20,42 +19,6 @@ use support::*;
 const OPERATOR: &str = env!("CARGO_BIN_EXE_msp-operator");
 /// Short, so failover is quick to observe; hand-over on SIGTERM must beat it.
 const LEASE_SECONDS: u64 = 6;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A minimal HTTP/1.1 GET (probes and metrics are plain HTTP on loopback; an
-/// HTTP client crate would be a dependency for this alone).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
-/// The value of an unlabeled or exactly-labeled sample, e.g.
-/// `msp_operator_leader` or `msp_operator_delegations{ready="True"}`.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?;
-        let value = rest.strip_prefix(' ')?;
-        value.trim().parse().ok()
-    })
-}
 
 /// Sum of all samples of a family whose line starts with `prefix`.
 fn sum(metrics: &str, prefix: &str) -> f64 {
@@ -480,7 +443,8 @@ async fn watch_namespaces_limits_what_the_operator_acts_on() {
 #[cfg(feature = "otlp")]
 #[tokio::test]
 async fn spans_are_exported_over_otlp() {
-    use std::io::BufRead;
+    use std::io::{BufRead, Read, Write};
+    use std::net::TcpListener;
     let _serial = SERIAL.lock().await;
     let env = install();
     let admin = env.client().await;

@@ -16,6 +16,7 @@ pub mod controlplane;
 pub mod env;
 pub mod kubeconfig;
 pub mod manifests;
+pub mod net;
 pub mod pki;
 pub mod process;
 pub mod wait;
