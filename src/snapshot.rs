@@ -14,7 +14,6 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// One accepted plan version.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -120,18 +119,6 @@ pub fn find<'a>(
         let plan = from_revision(revision)?;
         (owned && plan.matches(delegation)).then(|| (revision.name_any(), plan))
     })
-}
-
-/// Labels shared by snapshots: which delegation they belong to.
-pub fn selector_labels(delegation: &Delegation) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (names::MANAGED_BY_LABEL.into(), names::MANAGED_BY.into()),
-        (
-            names::DELEGATION_NAMESPACE_LABEL.into(),
-            delegation.namespace().unwrap_or_default(),
-        ),
-        (names::DELEGATION_LABEL.into(), delegation.name_any()),
-    ])
 }
 
 #[cfg(test)]
