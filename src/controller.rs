@@ -236,14 +236,14 @@ fn delegation_key(namespace: &str, name: &str) -> String {
 
 /// Index keys of a managed object: its delegation, from its labels.
 fn owner_keys<K: Resource>(object: &K) -> Vec<String> {
-    let labels = object.meta().labels.as_ref();
-    match (
-        labels.and_then(|l| l.get(names::DELEGATION_NAMESPACE_LABEL)),
-        labels.and_then(|l| l.get(names::DELEGATION_LABEL)),
-    ) {
-        (Some(namespace), Some(name)) => vec![delegation_key(namespace, name)],
-        _ => Vec::new(),
-    }
+    object
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(delegation_of)
+        .map(|owner| delegation_key(owner.namespace.as_deref().unwrap_or_default(), &owner.name))
+        .into_iter()
+        .collect()
 }
 
 fn offer_keys(delegation: &Delegation) -> Vec<String> {
