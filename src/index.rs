@@ -12,10 +12,16 @@ use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::Event;
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-type Keys<K> = HashMap<String, HashSet<ObjectRef<K>>>;
-type Reverse<K> = HashMap<ObjectRef<K>, Vec<String>>;
+// Each object and each key is allocated once and shared by both maps: the
+// RoleBinding index holds an entry per managed binding (tens of thousands),
+// and its first version (owned strings in both maps, references carrying the
+// resourceVersion and uid) was a fifth of the operator's heap.
+type Key = Arc<str>;
+type Ref<K> = Arc<ObjectRef<K>>;
+type Keys<K> = HashMap<Key, HashSet<Ref<K>>>;
+type Reverse<K> = HashMap<Ref<K>, Vec<Key>>;
 
 struct State<K: Resource<DynamicType = ()>> {
     by_key: Keys<K>,
@@ -30,6 +36,17 @@ pub struct Index<K: Resource<DynamicType = ()>> {
     state: RwLock<State<K>>,
 }
 
+/// A reference by name and namespace only (no resourceVersion or uid, which
+/// change with every write and are not part of the identity).
+fn lean_ref<K: Resource<DynamicType = ()>>(object: &K) -> ObjectRef<K> {
+    let meta = object.meta();
+    let reference = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
+    match meta.namespace.as_deref() {
+        Some(ns) => reference.within(ns),
+        None => reference,
+    }
+}
+
 fn insert<K: Resource<DynamicType = ()>>(
     by_key: &mut Keys<K>,
     keys_of: &mut Reverse<K>,
@@ -37,13 +54,20 @@ fn insert<K: Resource<DynamicType = ()>>(
     keys: Vec<String>,
 ) {
     remove(by_key, keys_of, &object);
-    for key in &keys {
+    let object = Arc::new(object);
+    let mut shared = Vec::with_capacity(keys.len());
+    for key in keys {
+        let key: Key = match by_key.get_key_value(key.as_str()) {
+            Some((existing, _)) => existing.clone(),
+            None => Arc::from(key),
+        };
         by_key
             .entry(key.clone())
             .or_default()
             .insert(object.clone());
+        shared.push(key);
     }
-    keys_of.insert(object, keys);
+    keys_of.insert(object, shared);
 }
 
 fn remove<K: Resource<DynamicType = ()>>(
@@ -88,16 +112,12 @@ impl<K: Resource<DynamicType = ()>> Index<K> {
                 insert(
                     &mut state.by_key,
                     &mut state.keys_of,
-                    ObjectRef::from_obj(object),
+                    lean_ref(object),
                     keys,
                 );
             }
             Event::Delete(object) => {
-                remove(
-                    &mut state.by_key,
-                    &mut state.keys_of,
-                    &ObjectRef::from_obj(object),
-                );
+                remove(&mut state.by_key, &mut state.keys_of, &lean_ref(object));
             }
             Event::Init => state.rebuilding = Some((HashMap::new(), HashMap::new())),
             Event::InitApply(object) => {
@@ -105,7 +125,7 @@ impl<K: Resource<DynamicType = ()>> Index<K> {
                 let (by_key, keys_of) = state
                     .rebuilding
                     .get_or_insert_with(|| (HashMap::new(), HashMap::new()));
-                insert(by_key, keys_of, ObjectRef::from_obj(object), keys);
+                insert(by_key, keys_of, lean_ref(object), keys);
             }
             Event::InitDone => {
                 if let Some((by_key, keys_of)) = state.rebuilding.take() {
@@ -124,7 +144,7 @@ impl<K: Resource<DynamicType = ()>> Index<K> {
                 state
                     .by_key
                     .get(key)
-                    .map(|set| set.iter().cloned().collect())
+                    .map(|set| set.iter().map(|r| ObjectRef::clone(r)).collect())
                     .unwrap_or_default()
             })
             .unwrap_or_default()
