@@ -31,7 +31,8 @@ enum LogFormat {
 
 #[derive(clap::Args, Debug)]
 struct RunArgs {
-    /// Reconciles running at once, per controller.
+    /// Reconciles running at once, per controller; also the most write
+    /// requests the operator has in flight to the API server at any time.
     #[arg(long, env = "MSP_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
     /// Seconds between full re-checks of every object.
@@ -423,6 +424,15 @@ fn write_crds(output_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// jemalloc instead of the system allocator: under `make bench` (1,000
+/// delegations, 10,000 RoleBindings) it kept peak RSS at 61.5/68.6 MiB where
+/// glibc malloc reached 64.1/82.1 MiB (cold run / resync, drift and plan
+/// update), and used less CPU. The watch caches churn small objects across
+/// threads, which fragments glibc's per-thread arenas. (mimalloc was tried
+/// earlier and did worse than glibc.)
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
