@@ -3,8 +3,9 @@
 //! run against the same control plane and printed as a table and JSON.
 //!
 //! 1. Baseline: the workload's RoleBindings written by a tight server-side
-//!    apply loop at the operator's concurrency (and a replace: apply a new
-//!    set, delete the old), as a non-exempt user like the operator.
+//!    apply loop at the operator's concurrency (best of two runs), and a
+//!    replace (apply a new set, delete the old), as a non-exempt user like
+//!    the operator.
 //! 2. Cold convergence: offers, namespaces and delegations exist; the operator
 //!    starts; time until every Delegation is Ready (every RoleBinding exists).
 //! 3. Steady state: operator writes in a quiet window, and after a forced
@@ -290,7 +291,23 @@ impl OperatorProcess {
     fn start_with_probes(kubeconfig: &std::path::Path, metrics_port: u16, probe_port: u16) -> Self {
         let log = std::fs::File::create(std::env::temp_dir().join("msp-bench-operator.log"))
             .expect("log");
-        let child = std::process::Command::new(OPERATOR)
+        // MSP_BENCH_WRAPPER runs the operator under a profiler, for example
+        // "heaptrack -o target/bench/heap" or "perf record -g -o target/bench/perf.data"
+        // (peak RSS and CPU are then the wrapper's).
+        let wrapper: Vec<String> = std::env::var("MSP_BENCH_WRAPPER")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(args).arg(OPERATOR);
+                command
+            }
+            None => std::process::Command::new(OPERATOR),
+        };
+        let child = command
             .args(["run", "--concurrency", &CONCURRENCY.to_string()])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--probe-addr", &format!("127.0.0.1:{probe_port}")])
@@ -478,11 +495,19 @@ async fn main() -> anyhow::Result<()> {
         setup.elapsed().as_secs_f64()
     );
 
-    // 1. Baseline.
+    // 1. Baseline: the create is run twice and the faster run counts, since
+    // the baseline stands for the limit (single runs vary by up to 25% here).
     let set_a = baseline_bindings(&sizes, "a");
-    let started = Instant::now();
-    apply_bindings(&baseline, set_a.clone()).await;
-    let baseline_create = started.elapsed();
+    let mut baseline_creates = Vec::new();
+    for round in 0..2 {
+        let started = Instant::now();
+        apply_bindings(&baseline, set_a.clone()).await;
+        baseline_creates.push(started.elapsed());
+        if round == 0 {
+            delete_bindings(&admin, set_a.clone()).await;
+        }
+    }
+    let baseline_create = baseline_creates.iter().copied().min().unwrap_or_default();
     let started = Instant::now();
     let ((), ()) = tokio::join!(
         apply_bindings(&baseline, baseline_bindings(&sizes, "b")),
@@ -491,8 +516,10 @@ async fn main() -> anyhow::Result<()> {
     let baseline_replace = started.elapsed();
     delete_bindings(&admin, baseline_bindings(&sizes, "b")).await;
     eprintln!(
-        "bench: baseline create {:.2}s, replace {:.2}s",
+        "bench: baseline create {:.2}s (best of {:.2}s and {:.2}s), replace {:.2}s",
         baseline_create.as_secs_f64(),
+        baseline_creates[0].as_secs_f64(),
+        baseline_creates[1].as_secs_f64(),
         baseline_replace.as_secs_f64()
     );
 
@@ -651,6 +678,7 @@ async fn main() -> anyhow::Result<()> {
         },
         "baseline": {
             "create_seconds": baseline_create.as_secs_f64(),
+            "create_seconds_runs": baseline_creates.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
             "replace_seconds": baseline_replace.as_secs_f64(),
             "create_per_second": bindings_total as f64 / baseline_create.as_secs_f64(),
         },
@@ -709,7 +737,7 @@ async fn main() -> anyhow::Result<()> {
     let row =
         |name: &str, value: String, target: &str| println!("{name:<44} {value:>12} {target:>10}");
     row(
-        "baseline: SSA create of all RoleBindings",
+        "baseline: SSA create, best of 2",
         format!("{:.2}s", baseline_create.as_secs_f64()),
         "",
     );
