@@ -335,9 +335,28 @@ impl LocalControlPlane {
     }
 
     /// Write requests made by `user` so far, as `VERB resource namespace/name`
-    /// lines from the audit log.
+    /// lines from the audit log, oldest first. The API server rotates its
+    /// audit log at 100 MB (`audit-<time>.log`; a benchmark run writes more),
+    /// so the rotated files are read first.
     pub fn writes_by(&self, user: &str) -> Vec<String> {
-        let text = fs::read_to_string(self.audit_log()).unwrap_or_default();
+        let mut rotated: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("audit-") && n.ends_with(".log"))
+            })
+            .collect();
+        // The names carry the rotation time in a sortable form.
+        rotated.sort();
+        rotated.push(self.audit_log());
+        let text: String = rotated
+            .iter()
+            .map(|path| fs::read_to_string(path).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
         text.lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .filter(|event| event["user"]["username"] == user)
