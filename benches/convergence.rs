@@ -17,6 +17,7 @@
 //! 6. Operator peak RSS and CPU seconds (from /proc).
 //!
 //! Usage: cargo bench --bench convergence -- [--scale F] [--quiet-seconds N]
+//! [--drift-samples N] [--concurrency N]
 //! (`--scale 0.1` for a quick run; 1.0 is 50 offers, 1,000 delegations,
 //! 2,000 customer namespaces, 10,000 RoleBindings).
 
@@ -32,7 +33,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const OPERATOR: &str = env!("CARGO_BIN_EXE_msp-operator");
-const CONCURRENCY: usize = 8;
+/// Writes in flight, for the baseline client and the operator alike
+/// (`--concurrency`, default 8 like the operator's own default).
+static CONCURRENCY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(8);
+
+fn concurrency() -> usize {
+    CONCURRENCY.load(std::sync::atomic::Ordering::Relaxed)
+}
 const AUTHORIZATIONS_PER_PLAN: usize = 5;
 const NAMESPACES_PER_DELEGATION: usize = 2;
 const OPERATOR_USER: &str = "msp-operator";
@@ -54,6 +61,9 @@ fn parse_args() -> Sizes {
             .cloned()
     };
     let scale: f64 = value("--scale").and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    if let Some(n) = value("--concurrency").and_then(|v| v.parse::<usize>().ok()) {
+        CONCURRENCY.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
     Sizes {
         offers: ((50.0 * scale).round() as usize).max(1),
         delegations: ((1000.0 * scale).round() as usize).max(1),
@@ -191,7 +201,7 @@ fn baseline_bindings(sizes: &Sizes, set: &str) -> Vec<RoleBinding> {
 
 async fn apply_bindings(client: &Client, bindings: Vec<RoleBinding>) {
     let params = PatchParams::apply("msp-bench").force();
-    for_all(bindings, CONCURRENCY, |rb| {
+    for_all(bindings, concurrency(), |rb| {
         let api: Api<RoleBinding> =
             Api::namespaced(client.clone(), &rb.namespace().unwrap_or_default());
         let params = params.clone();
@@ -205,7 +215,7 @@ async fn apply_bindings(client: &Client, bindings: Vec<RoleBinding>) {
 }
 
 async fn delete_bindings(client: &Client, bindings: Vec<RoleBinding>) {
-    for_all(bindings, CONCURRENCY, |rb| {
+    for_all(bindings, concurrency(), |rb| {
         let api: Api<RoleBinding> =
             Api::namespaced(client.clone(), &rb.namespace().unwrap_or_default());
         async move {
@@ -308,7 +318,7 @@ impl OperatorProcess {
             None => std::process::Command::new(OPERATOR),
         };
         let child = command
-            .args(["run", "--concurrency", &CONCURRENCY.to_string()])
+            .args(["run", "--concurrency", &concurrency().to_string()])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--probe-addr", &format!("127.0.0.1:{probe_port}")])
             .env("KUBECONFIG", kubeconfig)
@@ -630,7 +640,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
     }
     let started = Instant::now();
-    for_all((0..sizes.delegations).collect(), CONCURRENCY, |d| {
+    for_all((0..sizes.delegations).collect(), concurrency(), |d| {
         let api: Api<Delegation> = Api::namespaced(admin.clone(), &customer_ns(d, 0));
         async move {
             api.patch(
@@ -674,7 +684,7 @@ async fn main() -> anyhow::Result<()> {
             "delegations": sizes.delegations,
             "customer_namespaces": sizes.delegations * NAMESPACES_PER_DELEGATION,
             "rolebindings": bindings_total,
-            "concurrency": CONCURRENCY,
+            "concurrency": concurrency(),
         },
         "baseline": {
             "create_seconds": baseline_create.as_secs_f64(),
@@ -731,7 +741,7 @@ async fn main() -> anyhow::Result<()> {
         sizes.delegations,
         sizes.delegations * NAMESPACES_PER_DELEGATION,
         bindings_total,
-        CONCURRENCY
+        concurrency()
     );
     println!("{:<44} {:>12} {:>10}", "measure", "value", "target");
     let row =
