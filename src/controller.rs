@@ -1282,12 +1282,17 @@ async fn reconcile_offer_once(
     Ok(Action::requeue(ctx.settings.resync))
 }
 
-/// A store and the event stream that fills it, feeding `indexes` on the way.
+/// For `reflect`: cache an object as the watch delivers it.
+fn keep_all<K>(_: &mut K) {}
+
+/// A store and the event stream that fills it, feeding `indexes` on the way;
+/// `trim` shrinks each object before it is cached.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     indexes: Vec<Arc<Index<K>>>,
     namespaces: Option<Arc<BTreeSet<String>>>,
+    trim: fn(&mut K),
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -1305,7 +1310,10 @@ where
     // managedFields are never read here and are often the largest part of an
     // object: dropping them before caching halves the operator's memory.
     let events = watcher(api, config)
-        .modify(|object| object.meta_mut().managed_fields = None)
+        .modify(move |object| {
+            object.meta_mut().managed_fields = None;
+            trim(object);
+        })
         .try_filter_map(move |event| {
             let keep = |object: &K| {
                 namespaces.as_ref().is_none_or(|set| {
@@ -1363,24 +1371,28 @@ pub async fn run(
         managed(),
         vec![role_bindings_by_delegation.clone()],
         None,
+        keep_all,
     );
     let (roles, role_events) = reflect(
         Api::<Role>::all(client.clone()),
         managed(),
         vec![roles_by_delegation.clone()],
         None,
+        keep_all,
     );
     let (revisions, revision_events) = reflect(
         Api::<ControllerRevision>::all(client.clone()),
         managed(),
         vec![revisions_by_delegation.clone()],
         None,
+        snapshot::compact,
     );
     let (cluster_roles, cluster_role_events) = reflect(
         Api::<ClusterRole>::all(client.clone()),
         all(),
         Vec::new(),
         None,
+        keep_all,
     );
     // Metadata only: tenancy needs labels, and full namespaces cost memory.
     let (namespaces, namespace_events) = reflect(
@@ -1388,6 +1400,7 @@ pub async fn run(
         all(),
         Vec::new(),
         None,
+        keep_all,
     );
     let scope = (!settings.watch_namespaces.is_empty()).then(|| {
         Arc::new(
@@ -1407,12 +1420,14 @@ pub async fn run(
             delegations_by_namespace.clone(),
         ],
         scope.clone(),
+        keep_all,
     );
     let (offers, offer_events) = reflect(
         Api::<ManagedServiceOffer>::all(client.clone()),
         all(),
         Vec::new(),
         scope,
+        keep_all,
     );
 
     // The offer controller learns of delegation changes from the one watch
