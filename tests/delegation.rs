@@ -874,20 +874,7 @@ async fn a_user_cannot_make_the_operator_bind_where_they_could_not() {
     let w = world("deputy").await;
     let carol = msp_testenv::unique_name("carol");
     let carol_client = env.user_client(&carol, &[]).await;
-    apply(
-        &admin,
-        &offer(
-            &w.provider,
-            "o",
-            &w.provider_tenant,
-            vec![plan(
-                "p",
-                "1.0.0",
-                vec![auth(PrincipalKind::User, "x", "msp-operator:reader")],
-            )],
-        ),
-    )
-    .await;
+    apply(&admin, &reader_offer(&w.provider, &w.provider_tenant, "x")).await;
     // Carol may manage Delegations in the customer namespace, and may create
     // RoleBindings there, but not in customer_b.
     let role = Role {
@@ -1195,16 +1182,7 @@ async fn namespaces_that_appear_later_or_change_tenant_are_followed() {
     let late = msp_testenv::unique_name("nsmove-late");
     apply(
         &admin,
-        &offer(
-            &w.provider,
-            "o",
-            &w.provider_tenant,
-            vec![plan(
-                "p",
-                "1.0.0",
-                vec![auth(PrincipalKind::User, &user, "msp-operator:reader")],
-            )],
-        ),
+        &reader_offer(&w.provider, &w.provider_tenant, &user),
     )
     .await;
     apply(

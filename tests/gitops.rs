@@ -251,20 +251,7 @@ async fn kstatus_of_real_offers_and_delegations_follows_the_operator() {
     let mut seen = Vec::new();
 
     // The offer: InProgress as applied (no status), Current once published.
-    let applied = apply(
-        &admin,
-        &offer(
-            &provider,
-            "o",
-            &provider_tenant,
-            vec![plan(
-                "p",
-                "1.0.0",
-                vec![auth(PrincipalKind::User, &user, "msp-operator:reader")],
-            )],
-        ),
-    )
-    .await;
+    let applied = apply(&admin, &reader_offer(&provider, &provider_tenant, &user)).await;
     assert!(applied.status.is_none(), "{:?}", applied.status);
     see(
         &mut seen,

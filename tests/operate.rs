@@ -9,7 +9,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
-use msp_operator::api::PrincipalKind;
 use msp_testenv::net::{free_port, http_get, sample};
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -233,20 +232,7 @@ async fn one_leader_writes_fails_over_and_hands_over() {
         .await;
     let customer = env.namespace("ha-c").await;
     let user = msp_testenv::unique_name("ha-user");
-    apply(
-        &admin,
-        &offer(
-            &provider,
-            "o",
-            &tenant,
-            vec![plan(
-                "p",
-                "1.0.0",
-                vec![auth(PrincipalKind::User, &user, "msp-operator:reader")],
-            )],
-        ),
-    )
-    .await;
+    apply(&admin, &reader_offer(&provider, &tenant, &user)).await;
     apply(
         &admin,
         &delegation(&customer, "first", (&provider, "o"), "p", "1.0.0", None),
@@ -400,20 +386,7 @@ async fn watch_namespaces_limits_what_the_operator_acts_on() {
         &lease_ns,
         &["--watch-namespaces", &scope],
     );
-    apply(
-        &admin,
-        &offer(
-            &provider,
-            "o",
-            &tenant,
-            vec![plan(
-                "p",
-                "1.0.0",
-                vec![auth(PrincipalKind::User, "u", "msp-operator:reader")],
-            )],
-        ),
-    )
-    .await;
+    apply(&admin, &reader_offer(&provider, &tenant, "u")).await;
     apply(
         &admin,
         &delegation(&inside, "d", (&provider, "o"), "p", "1.0.0", None),
@@ -497,20 +470,7 @@ async fn spans_are_exported_over_otlp() {
             ("OTEL_BSP_SCHEDULE_DELAY", "500"),
         ],
     );
-    apply(
-        &admin,
-        &offer(
-            &provider,
-            "o",
-            &tenant,
-            vec![plan(
-                "p",
-                "1.0.0",
-                vec![auth(PrincipalKind::User, "u", "msp-operator:reader")],
-            )],
-        ),
-    )
-    .await;
+    apply(&admin, &reader_offer(&provider, &tenant, "u")).await;
     apply(
         &admin,
         &delegation(&customer, "d", (&provider, "o"), "p", "1.0.0", None),

@@ -6,7 +6,6 @@
 
 mod support;
 
-use msp_operator::api::PrincipalKind;
 use support::*;
 
 #[tokio::test]
@@ -23,20 +22,7 @@ async fn an_operator_started_late_converges_existing_delegations() {
         env.namespace("late-c3").await,
     ];
     let user = msp_testenv::unique_name("late-user");
-    apply(
-        &admin,
-        &offer(
-            &provider,
-            "o",
-            &tenant,
-            vec![plan(
-                "p",
-                "1.0.0",
-                vec![auth(PrincipalKind::User, &user, "msp-operator:reader")],
-            )],
-        ),
-    )
-    .await;
+    apply(&admin, &reader_offer(&provider, &tenant, &user)).await;
     for customer in &customers {
         apply(
             &admin,

@@ -146,6 +146,21 @@ pub fn plan(name: &str, version: &str, authorizations: Vec<Authorization>) -> Pl
     }
 }
 
+/// The offer most tests need: `o` of `tenant` in `namespace`, with one
+/// Public plan `p` at 1.0.0 that grants `user` the `msp-operator:reader` role.
+pub fn reader_offer(namespace: &str, tenant: &str, user: &str) -> ManagedServiceOffer {
+    offer(
+        namespace,
+        "o",
+        tenant,
+        vec![plan(
+            "p",
+            "1.0.0",
+            vec![auth(PrincipalKind::User, user, "msp-operator:reader")],
+        )],
+    )
+}
+
 /// An offer of `tenant` in `namespace`.
 pub fn offer(namespace: &str, name: &str, tenant: &str, plans: Vec<Plan>) -> ManagedServiceOffer {
     let mut offer = ManagedServiceOffer::new(
