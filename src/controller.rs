@@ -219,10 +219,11 @@ impl Context {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
-    /// Waits for a turn to send one write request (see `writes`).
-    async fn write_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        // The semaphore is never closed; `None` would only mean no limit.
-        self.writes.acquire().await.ok()
+    /// Sends one write request when its turn comes (see `writes`).
+    async fn limited<T>(&self, write: impl Future<Output = T>) -> T {
+        // The semaphore is never closed; were it, writes would go unlimited.
+        let _permit = self.writes.acquire().await.ok();
+        write.await
     }
 
     fn namespace_info(&self, name: &str) -> Option<NamespaceInfo> {
@@ -379,11 +380,9 @@ async fn apply_grants(
                     // roleRef is immutable: a binding whose roleRef was changed
                     // behind our back (delete + create) is replaced.
                     Some(e) if e.role_ref != binding.role_ref => {
-                        let permit = ctx.write_permit().await;
-                        let _ = api
-                            .delete(&binding.name_any(), &DeleteParams::default())
+                        let _ = ctx
+                            .limited(api.delete(&binding.name_any(), &DeleteParams::default()))
                             .await;
-                        drop(permit);
                         write_grant(ctx, &api, binding, false).await
                     }
                     _ => write_grant(ctx, &api, binding, existing.is_some()).await,
@@ -420,9 +419,9 @@ async fn apply_grants(
 /// for the API server that is the cheapest write there is, about a third
 /// cheaper than a server-side apply that creates (5,000 RoleBindings at
 /// concurrency 8: 2.9-3.2 s against 4.3-5.1 s), and cold convergence is
-/// mostly creates. An object that exists (drift), or
-/// that the create finds after all (a cache behind the API server, or a
-/// squatter of the name), gets a forced server-side apply, as before.
+/// mostly creates. An object that exists (drift), or that the create finds
+/// after all (a cache behind the API server, or a squatter of the name), gets
+/// a forced server-side apply, as before.
 async fn write_grant<K>(ctx: &Context, api: &Api<K>, object: &K, cached: bool) -> kube::Result<K>
 where
     K: Resource<DynamicType = ()>
@@ -436,18 +435,16 @@ where
             field_manager: Some(names::FIELD_MANAGER.into()),
             ..PostParams::default()
         };
-        let _permit = ctx.write_permit().await;
-        match api.create(&params, object).await {
+        match ctx.limited(api.create(&params, object)).await {
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             other => return other,
         }
     }
-    let _permit = ctx.write_permit().await;
-    api.patch(
+    ctx.limited(api.patch(
         &object.name_any(),
         &PatchParams::apply(names::FIELD_MANAGER).force(),
         &Patch::Apply(object),
-    )
+    ))
     .await
 }
 
@@ -478,8 +475,9 @@ async fn prune<K>(
             }
             Some(async move {
                 let api: Api<K> = Api::namespaced(ctx.client.clone(), &key.0);
-                let _permit = ctx.write_permit().await;
-                let result = api.delete(&key.1, &DeleteParams::default()).await;
+                let result = ctx
+                    .limited(api.delete(&key.1, &DeleteParams::default()))
+                    .await;
                 (key.0, result)
             })
         })
@@ -681,10 +679,8 @@ async fn publish(
         action: action.into(),
         note,
     };
-    let _permit = ctx.write_permit().await;
     if let Err(e) = ctx
-        .events
-        .publish(&occurrence, &object.object_ref(&()))
+        .limited(ctx.events.publish(&occurrence, &object.object_ref(&())))
         .await
     {
         warn!(error = %e, "cannot publish event");
@@ -783,15 +779,13 @@ async fn apply_delegation(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Res
             "kind": Delegation::kind(&()),
             "metadata": { "name": name, "labels": labels, "finalizers": [names::FINALIZER] },
         });
-        let permit = ctx.write_permit().await;
-        let written = api
-            .patch(
+        let written = ctx
+            .limited(api.patch(
                 &name,
                 &PatchParams::apply(names::FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
-            )
+            ))
             .await?;
-        drop(permit);
         ctx.own_writes.record(&key, &superseded);
         superseded.extend(written.resource_version());
     }
@@ -801,12 +795,10 @@ async fn apply_delegation(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Res
     {
         let revisions_api: Api<ControllerRevision> =
             Api::namespaced(ctx.client.clone(), &namespace);
-        let permit = ctx.write_permit().await;
-        let created = revisions_api
-            .create(&PostParams::default(), &revision)
-            .await;
-        drop(permit);
-        match created {
+        match ctx
+            .limited(revisions_api.create(&PostParams::default(), &revision))
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(e.into()),
@@ -828,12 +820,10 @@ async fn apply_delegation(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Res
             if Some(revision.name_any()) != current {
                 let revisions_api: Api<ControllerRevision> =
                     Api::namespaced(ctx.client.clone(), &namespace);
-                let permit = ctx.write_permit().await;
-                let deleted = revisions_api
-                    .delete(&revision.name_any(), &DeleteParams::default())
-                    .await;
-                drop(permit);
-                match deleted {
+                match ctx
+                    .limited(revisions_api.delete(&revision.name_any(), &DeleteParams::default()))
+                    .await
+                {
                     Ok(_) | Err(kube::Error::Api(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -844,14 +834,12 @@ async fn apply_delegation(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Res
     // Update status, only when it changed.
     let status = delegation_status(&delegation, &decision, &desired, &applied, now());
     if !same_status(&delegation.status, &status) {
-        let permit = ctx.write_permit().await;
-        api.patch_status(
+        ctx.limited(api.patch_status(
             &name,
             &PatchParams::default(),
             &Patch::Merge(json!({ "status": status })),
-        )
+        ))
         .await?;
-        drop(permit);
         ctx.own_writes.record(&key, &superseded);
         events_for_transition(&ctx, &delegation, &status).await;
     }
@@ -970,12 +958,10 @@ async fn cleanup_delegation(
     {
         let api: Api<RoleBinding> =
             Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
-        let permit = ctx.write_permit().await;
-        let deleted = api
-            .delete(&binding.name_any(), &DeleteParams::default())
-            .await;
-        drop(permit);
-        match deleted {
+        match ctx
+            .limited(api.delete(&binding.name_any(), &DeleteParams::default()))
+            .await
+        {
             Ok(_) => removed += 1,
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
@@ -984,10 +970,10 @@ async fn cleanup_delegation(
     for role in Api::<Role>::all(ctx.client.clone()).list(&params).await? {
         let api: Api<Role> =
             Api::namespaced(ctx.client.clone(), &role.namespace().unwrap_or_default());
-        let permit = ctx.write_permit().await;
-        let deleted = api.delete(&role.name_any(), &DeleteParams::default()).await;
-        drop(permit);
-        match deleted {
+        match ctx
+            .limited(api.delete(&role.name_any(), &DeleteParams::default()))
+            .await
+        {
             Ok(_) => removed += 1,
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(e.into()),
@@ -1045,13 +1031,12 @@ async fn reconcile_delegation_once(
         { "op": "remove", "path": path },
     ]))
     .map_err(|e| Error::Internal(format!("finalizer patch: {e}")))?;
-    let _permit = ctx.write_permit().await;
-    match api
-        .patch(
+    match ctx
+        .limited(api.patch(
             &delegation.name_any(),
             &PatchParams::default(),
             &Patch::<()>::Json(patch),
-        )
+        ))
         .await
     {
         Ok(_) => Ok(Action::await_change()),
@@ -1266,12 +1251,11 @@ async fn reconcile_offer_once(
             return Ok(Action::requeue(OFFER_COUNTS_INTERVAL - since));
         }
         let api: Api<ManagedServiceOffer> = Api::namespaced(ctx.client.clone(), &namespace);
-        let _permit = ctx.write_permit().await;
-        api.patch_status(
+        ctx.limited(api.patch_status(
             &name,
             &PatchParams::default(),
             &Patch::Merge(json!({ "status": status })),
-        )
+        ))
         .await?;
         if let Ok(mut written) = ctx.offer_status_written.lock() {
             written.insert(key, std::time::Instant::now());
