@@ -27,7 +27,9 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subje
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use msp_operator::api::*;
-use msp_testenv::net::{free_port, http_get, sample};
+use msp_operator::fixtures;
+use msp_testenv::net::{http_get, sample};
+use msp_testenv::operator::OperatorProcess;
 use msp_testenv::{ControlPlaneOptions, LocalControlPlane, manifests};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -86,59 +88,32 @@ fn customer_ns(d: usize, k: usize) -> String {
 }
 
 fn offer(o: usize, version: &str, role: &str) -> ManagedServiceOffer {
-    let mut offer = ManagedServiceOffer::new(
+    let authorizations = (0..AUTHORIZATIONS_PER_PLAN)
+        .map(|a| fixtures::auth(PrincipalKind::Group, &format!("offer-{o}-team-{a}"), role))
+        .collect();
+    fixtures::offer(
+        &format!("bench-p{o}"),
         &format!("offer-{o}"),
-        ManagedServiceOfferSpec {
-            display_name: format!("Offer {o}"),
-            description: None,
-            provider: Provider {
-                display_name: None,
-                tenant: format!("bench-provider-{o}"),
-            },
-            plans: vec![Plan {
-                name: "std".into(),
-                display_name: None,
-                description: None,
-                version: version.into(),
-                visibility: Visibility::Public,
-                audience: None,
-                authorizations: (0..AUTHORIZATIONS_PER_PLAN)
-                    .map(|a| Authorization {
-                        principal: Principal {
-                            kind: PrincipalKind::Group,
-                            name: format!("offer-{o}-team-{a}"),
-                            namespace: None,
-                        },
-                        principal_display_name: None,
-                        role_ref: role.into(),
-                    })
-                    .collect(),
-            }],
-        },
-    );
-    offer.metadata.namespace = Some(format!("bench-p{o}"));
-    offer
+        &format!("bench-provider-{o}"),
+        vec![fixtures::plan("std", version, authorizations)],
+    )
 }
 
 fn delegation(d: usize, offers: usize, version: &str) -> Delegation {
-    let mut delegation = Delegation::new(
+    let namespaces: Vec<String> = (0..NAMESPACES_PER_DELEGATION)
+        .map(|k| customer_ns(d, k))
+        .collect();
+    fixtures::delegation(
+        &customer_ns(d, 0),
         "dlg",
-        DelegationSpec {
-            offer_ref: OfferRef {
-                namespace: format!("bench-p{}", d % offers),
-                name: format!("offer-{}", d % offers),
-            },
-            plan: "std".into(),
-            plan_version: version.into(),
-            namespaces: Some(
-                (0..NAMESPACES_PER_DELEGATION)
-                    .map(|k| NamespaceName(customer_ns(d, k)))
-                    .collect(),
-            ),
-        },
-    );
-    delegation.metadata.namespace = Some(customer_ns(d, 0));
-    delegation
+        (
+            &format!("bench-p{}", d % offers),
+            &format!("offer-{}", d % offers),
+        ),
+        "std",
+        version,
+        Some(namespaces.iter().map(String::as_str).collect()),
+    )
 }
 
 fn namespace(name: &str, tenant: &str) -> Namespace {
@@ -289,84 +264,20 @@ async fn count_managed(client: &Client, role: &str) -> usize {
 }
 
 /// The operator as a separate process, so its memory and CPU are its own.
-struct OperatorProcess {
-    child: std::process::Child,
-}
-
-impl OperatorProcess {
-    fn start(kubeconfig: &std::path::Path, metrics_port: u16) -> Self {
-        Self::start_with_probes(kubeconfig, metrics_port, free_port())
-    }
-
-    fn start_with_probes(kubeconfig: &std::path::Path, metrics_port: u16, probe_port: u16) -> Self {
-        let log = std::fs::File::create(std::env::temp_dir().join("msp-bench-operator.log"))
-            .expect("log");
-        // MSP_BENCH_WRAPPER runs the operator under a profiler, for example
-        // "heaptrack -o target/bench/heap" or "perf record -g -o target/bench/perf.data"
-        // (peak RSS and CPU are then the wrapper's).
-        let wrapper: Vec<String> = std::env::var("MSP_BENCH_WRAPPER")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = std::process::Command::new(program);
-                command.args(args).arg(OPERATOR);
-                command
-            }
-            None => std::process::Command::new(OPERATOR),
-        };
-        let child = command
-            .args(["run", "--concurrency", &concurrency().to_string()])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--probe-addr", &format!("127.0.0.1:{probe_port}")])
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "warn")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start operator");
-        Self { child }
-    }
-
-    /// (peak RSS in MiB, CPU seconds) from /proc.
-    fn usage(&self) -> (f64, f64) {
-        let pid = self.child.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let hwm_kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0.0);
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        // utime and stime are fields 14 and 15 (1-based); after ")" they are 12 and 13 (1-based).
-        let ticks: f64 = fields
-            .get(11)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            + fields
-                .get(12)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        (hwm_kib / 1024.0, ticks / hz.max(1.0))
-    }
-
-    fn stop(mut self) -> (f64, f64) {
-        let usage = self.usage();
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
-        usage
-    }
+/// MSP_BENCH_WRAPPER runs it under a profiler, for example "heaptrack -o
+/// target/bench/heap" or "perf record -g -o target/bench/perf.data" (peak
+/// RSS and CPU are then the wrapper's).
+fn start_operator(kubeconfig: &std::path::Path) -> OperatorProcess {
+    let wrapper = std::env::var("MSP_BENCH_WRAPPER").unwrap_or_default();
+    OperatorProcess::launch(
+        std::path::Path::new(OPERATOR),
+        kubeconfig,
+        "bench",
+        &wrapper,
+    )
+    .args(["--concurrency", &concurrency().to_string()])
+    .env("RUST_LOG", "warn")
+    .spawn()
 }
 
 fn http_status(port: u16, path: &str) -> Option<u16> {
@@ -547,10 +458,8 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await;
-    let metrics_port = free_port();
-    let probe_port = free_port();
-    let operator =
-        OperatorProcess::start_with_probes(&operator_kubeconfig, metrics_port, probe_port);
+    let operator = start_operator(&operator_kubeconfig);
+    let probe_port = operator.probe_port;
     let cold_started = Instant::now();
     let startup_wait = tokio::spawn(async move {
         while http_status(probe_port, "/readyz") != Some(200) {
@@ -571,8 +480,8 @@ async fn main() -> anyhow::Result<()> {
     let quiet_writes = plane.writes_by(OPERATOR_USER).len() - before;
     let (rss_first, cpu_first) = operator.stop();
     let before = plane.writes_by(OPERATOR_USER).len();
-    let metrics_port = free_port();
-    let operator = OperatorProcess::start(&operator_kubeconfig, metrics_port);
+    let operator = start_operator(&operator_kubeconfig);
+    let metrics_port = operator.metrics_port;
     let resync_started = Instant::now();
     while reconciles_done(metrics_port) < sizes.delegations as f64 {
         assert!(

@@ -3,17 +3,17 @@
 //! Providers publish [`api::ManagedServiceOffer`]s; customers accept one plan
 //! version with a [`api::Delegation`]; the controllers grant exactly what was
 //! accepted as RoleBindings, keep it so, and remove it completely.
+//!
+//! The layout follows the work: [`api`] (the kinds and their CRDs),
+//! [`domain`] (the model's rules, pure), [`delegation`] (the grant pipeline,
+//! one module per step), [`offer`] (offer status), [`runtime`] (caches,
+//! writer, errors, metrics, the wiring of both controllers) and [`app`] (what
+//! the binary adds: leader election, HTTP endpoints, telemetry).
 
 pub mod api;
-pub mod conditions;
-pub mod controller;
-pub mod crdgen;
-pub mod desired;
-pub mod events;
-pub mod index;
-pub mod metrics;
-pub mod names;
-pub mod own_writes;
-pub mod roles;
-pub mod snapshot;
-pub mod validate;
+pub mod app;
+pub mod delegation;
+pub mod domain;
+pub mod fixtures;
+pub mod offer;
+pub mod runtime;

@@ -49,8 +49,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use support::process::{helm_binary, on_path, output, run};
 use support::*;
 
 const TENANT: &str = "msp-operator.io/tenant";
@@ -597,15 +598,6 @@ go 1.22
 require github.com/yuin/gopher-lua v1.1.1
 ";
 
-/// `name` on PATH.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|candidate| candidate.is_file())
-    })
-}
-
 /// The built Lua harness, or None without Go.
 fn lua_harness() -> Option<&'static Path> {
     static HARNESS: OnceLock<Option<PathBuf>> = OnceLock::new();
@@ -910,41 +902,6 @@ async fn reapplying_as_flux_or_argocd_changes_nothing_and_keeps_the_operators_fi
 // kubectl with the examples
 // ---------------------------------------------------------------------------
 
-fn describe(command: &Command) -> String {
-    let args: Vec<String> = command
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    format!(
-        "{} {}",
-        Path::new(command.get_program())
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy(),
-        args.join(" ")
-    )
-}
-
-fn output(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(command)))
-}
-
-/// Runs `command`, panicking with its output unless it succeeds; its stdout.
-fn run(command: &mut Command) -> String {
-    let out = output(command);
-    assert!(
-        out.status.success(),
-        "{} failed ({}):\n{}\n{}",
-        describe(command),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Resource versions of the samples' objects, by object.
 async fn sample_versions(client: &Client) -> BTreeMap<String, String> {
     let mut versions = BTreeMap::new();
@@ -1211,24 +1168,6 @@ fn assert_values_exist(values: &Value, defaults: &Value, path: &str) {
             .unwrap_or_else(|| panic!("{at} is not in charts/msp-operator/values.yaml"));
         assert_values_exist(value, default, &at);
     }
-}
-
-/// The helm binary: `MSP_HELM`, else `helm` on PATH, else the pinned release
-/// installed by `tools/helm/install.sh` (as in tests/helm.rs).
-fn helm_binary() -> &'static Path {
-    static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("MSP_HELM").filter(|p| !p.is_empty()) {
-            return PathBuf::from(path);
-        }
-        if let Some(path) = on_path("helm") {
-            return path;
-        }
-        let stdout = run(Command::new("bash")
-            .arg(repo_root().join("tools/helm/install.sh"))
-            .stderr(Stdio::inherit()));
-        PathBuf::from(stdout.trim())
-    })
 }
 
 /// Renders the chart at `chart_dir` as release msp-operator in msp-system

@@ -35,14 +35,14 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 use msp_operator::api::{Delegation, PrincipalKind};
 use msp_testenv::binaries::repo_root;
-use msp_testenv::net::{free_port, http_get, sample};
+use msp_testenv::operator::OperatorProcess;
 use msp_testenv::{TestEnv, unique_name, wait_until};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
+use support::process::{helm_binary, output, run};
 use support::*;
 
 const CHART: &str = "charts/msp-operator";
@@ -70,35 +70,6 @@ fn tmp_dir() -> PathBuf {
     dir
 }
 
-/// The helm binary: `MSP_HELM`, else `helm` on PATH, else the pinned release
-/// installed by `tools/helm/install.sh`.
-fn helm_binary() -> &'static Path {
-    static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        if let Some(path) = std::env::var_os("MSP_HELM").filter(|p| !p.is_empty()) {
-            return PathBuf::from(path);
-        }
-        let on_path = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("helm"))
-                .find(|candidate| candidate.is_file())
-        });
-        if let Some(path) = on_path {
-            return path;
-        }
-        let output = Command::new("bash")
-            .arg(repo_root().join("tools/helm/install.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tools/helm/install.sh");
-        assert!(
-            output.status.success(),
-            "tools/helm/install.sh failed; set MSP_HELM to a helm v3 binary instead"
-        );
-        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-    })
-}
-
 /// `helm`, with its cache/config/data directories kept out of the user's home.
 fn helm() -> Command {
     let home = tmp_dir().join("helm-home");
@@ -111,39 +82,9 @@ fn helm() -> Command {
     command
 }
 
-fn describe(command: &Command) -> String {
-    let args: Vec<String> = command
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    format!(
-        "{} {}",
-        Path::new(command.get_program())
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy(),
-        args.join(" ")
-    )
-}
-
-fn output(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(command)))
-}
-
 /// Runs `command`, which must succeed; returns its stdout.
 fn succeed(mut command: Command) -> String {
-    let out = output(&mut command);
-    assert!(
-        out.status.success(),
-        "`{}` failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        describe(&command),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run(&mut command)
 }
 
 /// `helm template` of the chart with `--set` values: stdout, or stderr.
@@ -455,7 +396,7 @@ fn helm_lint_strict_passes() {
         for set in sets {
             command.args(["--set", set]);
         }
-        let stdout = succeed(command);
+        let stdout = run(&mut command);
         assert!(
             stdout.contains("1 chart(s) linted, 0 chart(s) failed"),
             "helm lint --strict {sets:?}:\n{stdout}"
@@ -1241,153 +1182,30 @@ fn pod_env(deployment: &Deployment, namespace: &str, pod: &str) -> Vec<(String, 
 }
 
 /// The operator binary, run out of cluster with a kubeconfig (as the chart's
-/// Deployment would run it in cluster), with metrics and probes on ephemeral
-/// loopback ports. Its stdout and stderr go to a log file; killed when
-/// dropped, and the tail of its log is printed when the test fails.
-struct OperatorProcess {
-    label: String,
-    child: tokio::process::Child,
-    log: PathBuf,
-    metrics_port: u16,
-    probe_port: u16,
-}
-
-impl OperatorProcess {
-    /// `env` (e.g. [`pod_env`]) goes over the test's defaults; the metrics and
-    /// probe addresses are always 127.0.0.1 ports of the test's and the log
-    /// text, filtered by RUST_LOG (default: info, and the Lease manager's
-    /// debug lines).
-    fn start(kubeconfig: &Path, label: &str, env: &[(String, String)]) -> Self {
-        let log = tmp_dir().join(format!("operator-{label}-{}.log", std::process::id()));
-        let file = std::fs::File::create(&log).expect("create the operator log");
-        let (metrics_port, probe_port) = (free_port(), free_port());
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_msp-operator"))
-            .arg("run")
-            .env("KUBECONFIG", kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env("MSP_CONCURRENCY", "4")
-            .env("MSP_RESYNC_SECONDS", "3600")
-            .envs(env.iter().map(|(name, value)| (name, value)))
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG")
-                    .unwrap_or_else(|_| "info,kube_lease_manager=debug".into()),
-            )
-            .env("MSP_LOG_FORMAT", "text")
-            .env("MSP_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-            .env("MSP_PROBE_ADDR", format!("127.0.0.1:{probe_port}"))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone log file"))
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start target/.../msp-operator run");
-        eprintln!(
-            "helm test: operator ({label}) started, metrics on 127.0.0.1:{metrics_port}, log in {}",
-            log.display()
-        );
-        Self {
-            label: label.to_string(),
-            child,
-            log,
-            metrics_port,
-            probe_port,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The last `n` lines of the log.
-    fn log_tail(&self, n: usize) -> String {
-        let log = self.log_text();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// Panics (with the log) if the operator has exited.
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "the operator ({}) exited ({status}):\n{}",
-                self.label,
-                self.log_text()
-            );
-        }
-    }
-
-    /// `msp_operator_leader` from `/metrics`: 1 while it leads, 0 while it
-    /// stands by; None while the endpoint does not answer.
-    fn leader_gauge(&self) -> Option<f64> {
-        let (status, body) = http_get(self.metrics_port, "/metrics")?;
-        if status != 200 {
-            return None;
-        }
-        sample(&body, "msp_operator_leader")
-    }
-
-    /// Whether `/readyz` answers 200.
-    fn ready(&self) -> bool {
-        matches!(http_get(self.probe_port, "/readyz"), Some((200, _)))
-    }
-
-    /// Panics (with the offending lines) if the API server refused the
-    /// operator anything: its RBAC must be enough.
-    fn assert_never_forbidden(&self) {
-        let log = self.log_text();
-        let refused: Vec<&str> = log
-            .lines()
-            .filter(|line| line.to_ascii_lowercase().contains("forbidden"))
-            .collect();
-        assert!(
-            refused.is_empty(),
-            "the operator ({}) was refused by the API server:\n{}",
-            self.label,
-            refused.join("\n")
-        );
-    }
-
-    /// SIGTERM, as the kubelet stops a pod: the operator must exit 0 within
-    /// the chart's terminationGracePeriodSeconds.
-    async fn terminate(&mut self) {
-        self.assert_running();
-        let pid = self.child.id().expect("the operator's pid");
-        // SAFETY: signals our own child, which has not been reaped (it runs).
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
-        let status = tokio::time::timeout(std::time::Duration::from_secs(30), self.child.wait())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the operator ({}) did not exit within 30 s of SIGTERM:\n{}",
-                    self.label,
-                    self.log_tail(40)
-                )
-            })
-            .expect("wait for the operator");
-        assert!(
-            status.success(),
-            "the operator ({}) must exit 0 on SIGTERM, got {status}:\n{}",
-            self.label,
-            self.log_tail(40)
-        );
-    }
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- operator ({}) log {}, last 60 lines ---\n{}",
-                self.label,
-                self.log.display(),
-                self.log_tail(60)
-            );
-        }
-    }
+/// Deployment would run it in cluster). `env` (e.g. [`pod_env`]) goes over
+/// the test's defaults; logs are text, filtered by RUST_LOG (default: info,
+/// and the Lease manager's debug lines).
+fn start_operator(kubeconfig: &Path, label: &str, env: &[(String, String)]) -> OperatorProcess {
+    let operator = OperatorProcess::launch(
+        Path::new(env!("CARGO_BIN_EXE_msp-operator")),
+        kubeconfig,
+        label,
+        "",
+    )
+    .env("MSP_CONCURRENCY", "4")
+    .env("MSP_RESYNC_SECONDS", "3600")
+    .envs(env.iter().map(|(name, value)| (name, value)))
+    .env("MSP_LOG_FORMAT", "text")
+    .env(
+        "RUST_LOG",
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "info,kube_lease_manager=debug".into()),
+    )
+    .spawn();
+    eprintln!(
+        "helm test: operator ({label}) started, metrics on 127.0.0.1:{}",
+        operator.metrics_port
+    );
+    operator
 }
 
 /// The holder of Lease `namespace/name`, if it exists and is held.
@@ -1632,8 +1450,8 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
     let lease = chart_var("MSP_LEASE_NAME");
     assert_eq!(lease, RELEASE, "the Lease is named after the release");
     let mut replicas = [
-        OperatorProcess::start(&chart_kubeconfig, "replica-a", &replica_env("replica-a")),
-        OperatorProcess::start(&chart_kubeconfig, "replica-b", &replica_env("replica-b")),
+        start_operator(&chart_kubeconfig, "replica-a", &replica_env("replica-a")),
+        start_operator(&chart_kubeconfig, "replica-b", &replica_env("replica-b")),
     ];
     let started = std::time::Instant::now();
     let leader = wait_for_one_leader(&mut replicas, &admin, &ns, &lease).await;
@@ -2146,7 +1964,7 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
     ]
     .map(|(name, value)| (name.to_string(), value.to_string()))
     .into();
-    let mut operator = OperatorProcess::start(&kubectl_kubeconfig, "kubectl-sa", &kubectl_pod_env);
+    let mut operator = start_operator(&kubectl_kubeconfig, "kubectl-sa", &kubectl_pod_env);
     let leader = wait_for_one_leader(
         std::slice::from_mut(&mut operator),
         &admin,

@@ -9,9 +9,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
-use msp_testenv::net::{free_port, http_get, sample};
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use msp_testenv::net::{http_get, sample};
+use msp_testenv::operator::OperatorProcess as Operator;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -32,82 +33,28 @@ fn sum(metrics: &str, prefix: &str) -> f64 {
 /// both act on every test's objects.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Operator {
-    name: String,
-    child: Child,
-    metrics: u16,
-    probes: u16,
-}
-
-impl Operator {
-    fn start(name: &str, kubeconfig: &PathBuf, lease_namespace: &str) -> Self {
-        Self::start_with(name, kubeconfig, lease_namespace, &[])
-    }
-
-    fn start_with(name: &str, kubeconfig: &PathBuf, lease_namespace: &str, extra: &[&str]) -> Self {
-        Self::start_env(name, kubeconfig, lease_namespace, extra, &[])
-    }
-
-    fn start_env(
-        name: &str,
-        kubeconfig: &PathBuf,
-        lease_namespace: &str,
-        extra: &[&str],
-        envs: &[(&str, &str)],
-    ) -> Self {
-        let (metrics, probes) = (free_port(), free_port());
-        let log =
-            std::fs::File::create(std::env::temp_dir().join(format!("{name}.log"))).expect("log");
-        let child = Command::new(OPERATOR)
-            .args(["run", "--leader-elect", "--lease-name", "msp-operator-test"])
-            .args(["--lease-namespace", lease_namespace, "--identity", name])
-            .args([
-                "--lease-duration-seconds",
-                &LEASE_SECONDS.to_string(),
-                "--lease-grace-seconds",
-                "2",
-            ])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
-            .args(["--probe-addr", &format!("127.0.0.1:{probes}")])
-            .args(extra)
-            .envs(envs.iter().copied())
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,kube_lease_manager=debug")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start operator");
-        Self {
-            name: name.into(),
-            child,
-            metrics,
-            probes,
-        }
-    }
-
-    fn metrics(&self) -> String {
-        http_get(self.metrics, "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default()
-    }
-
-    fn leads(&self) -> bool {
-        sample(&self.metrics(), "msp_operator_leader") == Some(1.0)
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, signal);
-        }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An operator process as `name` with leader election on a short Lease in
+/// `lease_namespace`; `extra` arguments and `envs` go on top.
+fn start_operator(
+    name: &str,
+    kubeconfig: &Path,
+    lease_namespace: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Operator {
+    Operator::launch(Path::new(OPERATOR), kubeconfig, name, "")
+        .args(["--leader-elect", "--lease-name", "msp-operator-test"])
+        .args(["--lease-namespace", lease_namespace, "--identity", name])
+        .args([
+            "--lease-duration-seconds",
+            &LEASE_SECONDS.to_string(),
+            "--lease-grace-seconds",
+            "2",
+        ])
+        .args(extra)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "info,kube_lease_manager=debug")
+        .spawn()
 }
 
 /// The name of the only leader among `operators`, once there is one.
@@ -116,7 +63,7 @@ async fn wait_leader(operators: &[&Operator]) -> String {
     loop {
         let leaders: Vec<&&Operator> = operators.iter().filter(|o| o.leads()).collect();
         if leaders.len() == 1 {
-            return leaders[0].name.clone();
+            return leaders[0].label.clone();
         }
         assert!(leaders.len() <= 1, "two leaders at once");
         assert!(Instant::now() < deadline, "no leader emerged");
@@ -192,16 +139,16 @@ async fn one_leader_writes_fails_over_and_hands_over() {
             .expect("kubeconfig");
         path
     };
-    let mut a = Operator::start("op-a", &kubeconfig("op-a"), &lease_ns);
-    let mut b = Operator::start("op-b", &kubeconfig("op-b"), &lease_ns);
+    let mut a = start_operator("op-a", &kubeconfig("op-a"), &lease_ns, &[], &[]);
+    let mut b = start_operator("op-b", &kubeconfig("op-b"), &lease_ns, &[], &[]);
 
     // Probes: alive at once; both ready (the standby without leading).
     let leader_name = wait_leader(&[&a, &b]).await;
     for op in [&a, &b] {
         msp_testenv::wait_until(TIMEOUT, "probes", || async {
             match (
-                http_get(op.probes, "/healthz"),
-                http_get(op.probes, "/readyz"),
+                http_get(op.probe_port, "/healthz"),
+                http_get(op.probe_port, "/readyz"),
             ) {
                 (Some((200, _)), Some((200, _))) => Ok(()),
                 other => Err(format!("{other:?}")),
@@ -222,7 +169,7 @@ async fn one_leader_writes_fails_over_and_hands_over() {
         .expect("lease");
     assert_eq!(
         lease.spec.and_then(|s| s.holder_identity).as_deref(),
-        Some(leader.name.as_str())
+        Some(leader.label.as_str())
     );
 
     // Work happens: only the leader writes, and its metrics move.
@@ -248,13 +195,13 @@ async fn one_leader_writes_fails_over_and_hands_over() {
                 .collect()
         };
         assert!(
-            !writes(&leader.name).is_empty(),
+            !writes(&leader.label).is_empty(),
             "the leader wrote the grants"
         );
         assert!(
-            writes(&standby.name).is_empty(),
+            writes(&standby.label).is_empty(),
             "the standby wrote: {:?}",
-            writes(&standby.name)
+            writes(&standby.label)
         );
     }
     let before_drift = {
@@ -324,9 +271,9 @@ async fn one_leader_writes_fails_over_and_hands_over() {
 
     // A third replica stands by; SIGTERM the leader: it releases the Lease and
     // exits 0, and the standby takes over well before the lease would expire.
-    let mut c = Operator::start("op-c", &kubeconfig("op-c"), &lease_ns);
+    let mut c = start_operator("op-c", &kubeconfig("op-c"), &lease_ns, &[], &[]);
     msp_testenv::wait_until(TIMEOUT, "op-c to be ready as standby", || async {
-        match http_get(c.probes, "/readyz") {
+        match http_get(c.probe_port, "/readyz") {
             Some((200, _)) => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -357,10 +304,16 @@ async fn one_leader_writes_fails_over_and_hands_over() {
     .await;
     wait_condition(&admin, &customer, "third", "Ready", "True", None).await;
     // The terminated leader exited cleanly, and so does the last one.
-    let status = new_leader.child.wait().expect("wait");
+    let status = new_leader
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("the old leader exits");
     assert!(status.success(), "SIGTERM must exit 0, got {status}");
     c.signal(libc::SIGTERM);
-    let status = c.child.wait().expect("wait op-c");
+    let status = c
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("op-c exits");
     assert!(status.success(), "SIGTERM must exit 0, got {status}");
 }
 
@@ -380,11 +333,12 @@ async fn watch_namespaces_limits_what_the_operator_acts_on() {
     env.write_user_kubeconfig("op-scoped", &["system:masters"], &kubeconfig)
         .expect("kubeconfig");
     let scope = format!("{},{}", provider.name(), inside.name());
-    let _operator = Operator::start_with(
+    let _operator = start_operator(
         "op-scoped",
         &kubeconfig,
         &lease_ns,
         &["--watch-namespaces", &scope],
+        &[],
     );
     apply(&admin, &reader_offer(&provider, &tenant, "u")).await;
     apply(
@@ -460,7 +414,7 @@ async fn spans_are_exported_over_otlp() {
     env.write_user_kubeconfig("op-otlp", &["system:masters"], &kubeconfig)
         .expect("kubeconfig");
     let endpoint = format!("http://127.0.0.1:{port}");
-    let _operator = Operator::start_env(
+    let _operator = start_operator(
         "op-otlp",
         &kubeconfig,
         &lease_ns,

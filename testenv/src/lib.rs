@@ -17,6 +17,7 @@ pub mod env;
 pub mod kubeconfig;
 pub mod manifests;
 pub mod net;
+pub mod operator;
 pub mod pki;
 pub mod process;
 pub mod wait;

@@ -8,7 +8,13 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subje
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use msp_operator::api::*;
-use msp_operator::controller::{self, Settings};
+/// Test object builders, shared with the unit tests.
+#[allow(unused_imports)]
+pub use msp_operator::fixtures::{auth, delegation, offer, plan, reader_offer};
+use msp_operator::runtime::context::Settings;
+use msp_operator::runtime::controllers;
+
+pub mod process;
 use msp_testenv::binaries::repo_root;
 use msp_testenv::{TestEnv, manifests, wait_for};
 use std::sync::OnceLock;
@@ -114,95 +120,10 @@ pub fn start_operator() {
                     resync: Duration::from_secs(3600),
                     ..Settings::default()
                 };
-                controller::run(client, settings, futures::future::pending()).await;
+                controllers::run(client, settings, futures::future::pending()).await;
             });
         });
     });
-}
-
-/// An authorization of `kind/name` to `role`.
-pub fn auth(kind: PrincipalKind, name: &str, role: &str) -> Authorization {
-    Authorization {
-        principal: Principal {
-            kind,
-            name: name.into(),
-            namespace: None,
-        },
-        principal_display_name: Some(format!("{name} at the provider")),
-        role_ref: role.into(),
-    }
-}
-
-/// A plan.
-pub fn plan(name: &str, version: &str, authorizations: Vec<Authorization>) -> Plan {
-    Plan {
-        name: name.into(),
-        display_name: None,
-        description: None,
-        version: version.into(),
-        visibility: Visibility::Public,
-        audience: None,
-        authorizations,
-    }
-}
-
-/// The offer most tests need: `o` of `tenant` in `namespace`, with one
-/// Public plan `p` at 1.0.0 that grants `user` the `msp-operator:reader` role.
-pub fn reader_offer(namespace: &str, tenant: &str, user: &str) -> ManagedServiceOffer {
-    offer(
-        namespace,
-        "o",
-        tenant,
-        vec![plan(
-            "p",
-            "1.0.0",
-            vec![auth(PrincipalKind::User, user, "msp-operator:reader")],
-        )],
-    )
-}
-
-/// An offer of `tenant` in `namespace`.
-pub fn offer(namespace: &str, name: &str, tenant: &str, plans: Vec<Plan>) -> ManagedServiceOffer {
-    let mut offer = ManagedServiceOffer::new(
-        name,
-        ManagedServiceOfferSpec {
-            display_name: format!("{name} by {tenant}"),
-            description: None,
-            provider: Provider {
-                display_name: None,
-                tenant: tenant.into(),
-            },
-            plans,
-        },
-    );
-    offer.metadata.namespace = Some(namespace.into());
-    offer
-}
-
-/// A delegation in `namespace` accepting `offer_ns/offer` plan `plan` at `version`.
-pub fn delegation(
-    namespace: &str,
-    name: &str,
-    (offer_ns, offer): (&str, &str),
-    plan: &str,
-    version: &str,
-    namespaces: Option<Vec<&str>>,
-) -> Delegation {
-    let mut delegation = Delegation::new(
-        name,
-        DelegationSpec {
-            offer_ref: OfferRef {
-                namespace: offer_ns.into(),
-                name: offer.into(),
-            },
-            plan: plan.into(),
-            plan_version: version.into(),
-            namespaces: namespaces
-                .map(|list| list.into_iter().map(|n| NamespaceName(n.into())).collect()),
-        },
-    );
-    delegation.metadata.namespace = Some(namespace.into());
-    delegation
 }
 
 /// Server-side applies `object` as the test (a GitOps tool would do the same).

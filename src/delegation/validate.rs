@@ -1,4 +1,4 @@
-//! Deciding what a Delegation may be granted (pure).
+//! Step 2, validate: deciding what a Delegation may be granted (pure).
 //!
 //! Input is what the caches hold (the offer, the accepted snapshot, namespace
 //! tenancy, role delegability); output is a [`Decision`]: either an accepted
@@ -6,31 +6,14 @@
 //! reason and message name the field and the fix. Refusal grants nothing: a
 //! delegation is never partly accepted.
 
-use crate::api::{
-    DELEGATION_DELETER_ROLE, Delegation, ManagedServiceOffer, PrincipalKind, Visibility,
-};
-use crate::conditions::Reason;
-use crate::roles::Refusal;
-use crate::snapshot::AcceptedPlan;
+use crate::api::{Delegation, ManagedServiceOffer, Visibility};
+use crate::delegation::resolve::Resolved;
+use crate::domain::authorization::{self, Problem};
+use crate::domain::conditions::Reason;
+use crate::domain::consent::AcceptedPlan;
+use crate::domain::delegability::{Refusal, RoleCatalog};
+pub use crate::domain::tenancy::NamespaceInfo;
 use kube::ResourceExt;
-
-/// What the caches say about one namespace.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NamespaceInfo {
-    /// Its tenant (label `msp-operator.io/tenant`, else its name).
-    pub tenant: String,
-    /// It is being deleted.
-    pub terminating: bool,
-}
-
-/// The tenant of a namespace from its labels: the tenant label, or its name.
-pub fn tenant_of(name: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
-    labels
-        .get(crate::names::TENANT_LABEL)
-        .filter(|t| !t.is_empty())
-        .cloned()
-        .unwrap_or_else(|| name.to_string())
-}
 
 /// Why a delegation is not accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +74,18 @@ pub struct Inputs<'a> {
     pub namespace: &'a dyn Fn(&str) -> Option<NamespaceInfo>,
     /// Delegability of a ClusterRole by name.
     pub role: &'a dyn Fn(&str) -> Result<(), Refusal>,
+}
+
+/// Decides what `delegation` may be granted from what was resolved for it.
+pub fn decide_resolved(delegation: &Delegation, resolved: &Resolved) -> Decision {
+    let catalog = RoleCatalog::new(&resolved.cluster_roles);
+    decide(&Inputs {
+        delegation,
+        offer: resolved.offer.as_deref(),
+        snapshot: resolved.snapshot.clone(),
+        namespace: &|n| resolved.namespaces.get(n).cloned(),
+        role: &|r| catalog.check(r),
+    })
 }
 
 fn refused(reason: Reason, message: String) -> Result<Accepted, Refused> {
@@ -211,30 +206,23 @@ fn accept(
     }
 
     let mut problems = Vec::new();
-    for (index, authorization) in plan.authorizations.iter().enumerate() {
-        let principal = &authorization.principal;
-        if principal.kind == PrincipalKind::ServiceAccount
-            && principal
-                .namespace
-                .as_deref()
-                .is_some_and(|n| n != plan.offer_namespace)
-        {
-            return refused(
-                Reason::InvalidPrincipal,
-                format!(
-                    "authorizations[{index}]: ServiceAccount {:?} must live in the offer's namespace {:?}; the provider must fix the offer",
-                    principal.name, plan.offer_namespace
-                ),
-            );
-        }
-        if authorization.role_ref == DELEGATION_DELETER_ROLE {
-            continue;
-        }
-        if let Err(refusal) = (inputs.role)(&authorization.role_ref) {
-            problems.push(format!(
-                "authorizations[{index}] role {:?}: {refusal}",
-                authorization.role_ref
-            ));
+    for (index, grant) in plan.authorizations.iter().enumerate() {
+        for problem in authorization::problems(grant, &plan.offer_namespace, inputs.role) {
+            match problem {
+                Problem::ForeignNamespace { .. } => {
+                    return refused(
+                        Reason::InvalidPrincipal,
+                        format!(
+                            "authorizations[{index}]: ServiceAccount {:?} must live in the offer's namespace {:?}; the provider must fix the offer",
+                            grant.principal.name, plan.offer_namespace
+                        ),
+                    );
+                }
+                Problem::Role(refusal) => problems.push(format!(
+                    "authorizations[{index}] role {:?}: {refusal}",
+                    grant.role_ref
+                )),
+            }
         }
     }
     if !problems.is_empty() {
@@ -253,78 +241,37 @@ fn accept(
     })
 }
 
-/// True when version `a` is greater than `b` (`MAJOR.MINOR.PATCH`).
-pub fn version_gt(a: &str, b: &str) -> bool {
-    fn parts(v: &str) -> Vec<u64> {
-        v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
-    }
-    parts(a) > parts(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::*;
-    use std::collections::BTreeMap;
+    use crate::fixtures;
 
     fn auth(role: &str) -> Authorization {
-        Authorization {
-            principal: Principal {
-                kind: PrincipalKind::User,
-                name: "alice".into(),
-                namespace: None,
-            },
-            principal_display_name: None,
-            role_ref: role.into(),
-        }
+        fixtures::auth(PrincipalKind::User, "alice", role)
     }
 
     fn offer(plans: Vec<Plan>) -> ManagedServiceOffer {
-        let mut o = ManagedServiceOffer::new(
-            "offer",
-            ManagedServiceOfferSpec {
-                display_name: "Offer".into(),
-                description: None,
-                provider: Provider {
-                    display_name: None,
-                    tenant: "acme".into(),
-                },
-                plans,
-            },
-        );
-        o.metadata.namespace = Some("provider".into());
-        o
+        fixtures::offer("provider", "offer", "acme", plans)
     }
 
     fn plan(version: &str, visibility: Visibility, audience: Option<Vec<&str>>) -> Plan {
         Plan {
-            name: "basic".into(),
-            display_name: None,
-            description: None,
-            version: version.into(),
             visibility,
             audience: audience.map(|a| a.into_iter().map(|t| TenantId(t.into())).collect()),
-            authorizations: vec![auth("reader"), auth(DELEGATION_DELETER_ROLE)],
+            ..fixtures::plan(
+                "basic",
+                version,
+                vec![auth("reader"), auth(DELEGATION_DELETER_ROLE)],
+            )
         }
     }
 
     fn delegation(ns: &str, version: &str, namespaces: Option<Vec<&str>>) -> Delegation {
-        let mut d = Delegation::new(
-            "d",
-            DelegationSpec {
-                offer_ref: OfferRef {
-                    namespace: "provider".into(),
-                    name: "offer".into(),
-                },
-                plan: "basic".into(),
-                plan_version: version.into(),
-                namespaces: namespaces
-                    .map(|l| l.into_iter().map(|n| NamespaceName(n.into())).collect()),
-            },
-        );
-        d.metadata.namespace = Some(ns.into());
-        d.metadata.uid = Some("uid".into());
-        d
+        fixtures::with_uid(
+            fixtures::delegation(ns, "d", ("provider", "offer"), "basic", version, namespaces),
+            "uid",
+        )
     }
 
     /// Namespaces: cust-a, cust-b (tenant fabrikam), other (tenant other),
@@ -568,25 +515,5 @@ mod tests {
         let decision = decide_with(&d, None, Some(accepted.clone()), &all_delegable);
         assert!(!decision.offer_present);
         assert_eq!(decision.outcome.expect("accepted").plan, accepted);
-    }
-
-    #[test]
-    fn tenancy_comes_from_the_label_or_the_name() {
-        let labeled = BTreeMap::from([(
-            crate::names::TENANT_LABEL.to_string(),
-            "fabrikam".to_string(),
-        )]);
-        assert_eq!(tenant_of("ns", &labeled), "fabrikam");
-        assert_eq!(tenant_of("ns", &BTreeMap::new()), "ns");
-        let empty = BTreeMap::from([(crate::names::TENANT_LABEL.to_string(), String::new())]);
-        assert_eq!(tenant_of("ns", &empty), "ns");
-    }
-
-    #[test]
-    fn versions_compare_numerically() {
-        assert!(version_gt("1.10.0", "1.9.9"));
-        assert!(version_gt("2.0.0", "1.99.99"));
-        assert!(!version_gt("1.0.0", "1.0.0"));
-        assert!(!version_gt("0.9.0", "1.0.0"));
     }
 }

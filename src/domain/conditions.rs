@@ -138,6 +138,14 @@ impl<'a> Conditions<'a> {
     }
 }
 
+/// True when `delegation` reports `Ready=True`.
+pub fn delegation_ready(delegation: &crate::api::Delegation) -> bool {
+    delegation
+        .status
+        .as_ref()
+        .is_some_and(|s| is_true(&s.conditions, types::READY))
+}
+
 /// True when `conditions` has `type_` with status True.
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
     conditions

@@ -1,67 +1,21 @@
-//! The customer's consent, frozen: the authorizations of the plan version a
-//! customer accepted, kept as an `apps/v1` ControllerRevision in the
-//! Delegation's namespace (owned by the Delegation, so it goes with it).
+//! Where consent is stored: an [`AcceptedPlan`] kept as an `apps/v1`
+//! ControllerRevision in the Delegation's namespace (owned by the Delegation,
+//! so it goes with it), and read back from the watch cache.
 //!
 //! Grants always come from this snapshot, never from the live offer: a provider
 //! publishing a new version, or deleting the offer, cannot change what a
 //! customer already accepted.
 
-use crate::api::{Authorization, Delegation, ManagedServiceOffer, Plan};
-use crate::names;
+use crate::api::Delegation;
+use crate::domain::consent::AcceptedPlan;
+use crate::domain::names;
+use crate::domain::version::Version;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use serde::{Deserialize, Serialize};
-
-/// One accepted plan version.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct AcceptedPlan {
-    /// Namespace of the offer.
-    pub offer_namespace: String,
-    /// Name of the offer.
-    pub offer_name: String,
-    /// The managing tenant at acceptance.
-    pub provider_tenant: String,
-    /// Plan name.
-    pub plan: String,
-    /// Plan version.
-    pub version: String,
-    /// The plan's authorizations at that version.
-    pub authorizations: Vec<Authorization>,
-}
-
-impl AcceptedPlan {
-    /// The accepted plan as the offer publishes it now.
-    pub fn from_offer(offer: &ManagedServiceOffer, plan: &Plan) -> Self {
-        Self {
-            offer_namespace: offer.namespace().unwrap_or_default(),
-            offer_name: offer.name_any(),
-            provider_tenant: offer.spec.provider.tenant.clone(),
-            plan: plan.name.clone(),
-            version: plan.version.clone(),
-            authorizations: plan.authorizations.clone(),
-        }
-    }
-
-    /// True when this snapshot is the consent `delegation` asks for.
-    pub fn matches(&self, delegation: &Delegation) -> bool {
-        self.offer_namespace == delegation.spec.offer_ref.namespace
-            && self.offer_name == delegation.spec.offer_ref.name
-            && self.plan == delegation.spec.plan
-            && self.version == delegation.spec.plan_version
-    }
-}
-
-/// The revision number for a version: ordered like the versions themselves.
-fn revision_number(version: &str) -> i64 {
-    version
-        .split('.')
-        .map(|part| part.parse::<i64>().unwrap_or(0))
-        .fold(0, |acc, part| acc * 1_000_000 + part)
-}
+use serde::Deserialize;
 
 /// The ControllerRevision recording `plan` as accepted by `delegation`.
 pub fn to_revision(delegation: &Delegation, plan: &AcceptedPlan) -> Option<ControllerRevision> {
@@ -74,7 +28,7 @@ pub fn to_revision(delegation: &Delegation, plan: &AcceptedPlan) -> Option<Contr
         &plan.plan,
         &plan.version,
     );
-    let mut labels = crate::desired::managed_labels(delegation, plan);
+    let mut labels = names::managed_labels(delegation, plan);
     labels.insert(names::VERSION_LABEL.into(), plan.version.clone());
     Some(ControllerRevision {
         metadata: ObjectMeta {
@@ -92,7 +46,7 @@ pub fn to_revision(delegation: &Delegation, plan: &AcceptedPlan) -> Option<Contr
             ..Default::default()
         },
         data: Some(RawExtension(serde_json::to_value(plan).ok()?)),
-        revision: revision_number(&plan.version),
+        revision: Version::parse(&plan.version).revision_number(),
     })
 }
 
@@ -145,34 +99,17 @@ pub fn find<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
 
     fn delegation() -> Delegation {
-        let mut d = Delegation::new(
-            "dlg",
-            crate::api::DelegationSpec {
-                offer_ref: crate::api::OfferRef {
-                    namespace: "p".into(),
-                    name: "o".into(),
-                },
-                plan: "std".into(),
-                plan_version: "1.0.0".into(),
-                namespaces: None,
-            },
-        );
-        d.metadata.namespace = Some("c".into());
-        d.metadata.uid = Some("uid-1".into());
-        d
+        fixtures::with_uid(
+            fixtures::delegation("c", "dlg", ("p", "o"), "std", "1.0.0", None),
+            "uid-1",
+        )
     }
 
     fn plan() -> AcceptedPlan {
-        AcceptedPlan {
-            offer_namespace: "p".into(),
-            offer_name: "o".into(),
-            provider_tenant: "t".into(),
-            plan: "std".into(),
-            version: "1.0.0".into(),
-            authorizations: Vec::new(),
-        }
+        fixtures::accepted(("p", "o"), "t", "std", "1.0.0", Vec::new())
     }
 
     #[test]
@@ -207,12 +144,5 @@ mod tests {
         // As cached: compact() drops it, so find() has nothing to read.
         compact(&mut forged);
         assert_eq!(find(&d, [&forged]), None);
-    }
-
-    #[test]
-    fn revision_numbers_follow_version_order() {
-        assert!(revision_number("1.2.3") < revision_number("1.10.0"));
-        assert!(revision_number("1.999999.999999") < revision_number("2.0.0"));
-        assert_eq!(revision_number("0.0.1"), 1);
     }
 }

@@ -17,8 +17,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
+use super::RBAC_GROUP;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Label that marks a ClusterRole as offered for delegation.
 pub const DELEGABLE_LABEL: &str = "msp-operator.io/delegable";
@@ -31,8 +34,6 @@ const CLUSTER_ADMIN: &str = "cluster-admin";
 const WILDCARD: &str = "*";
 /// The core API group.
 const CORE_GROUP: &str = "";
-/// The API group of Roles, ClusterRoles and their bindings.
-const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 /// The resources of [`RBAC_GROUP`].
 const RBAC_RESOURCES: [&str; 4] = [
     "roles",
@@ -115,6 +116,33 @@ pub fn check_delegable<'a>(
         Ok(())
     } else {
         Err(Refusal::ForbiddenRules(problems))
+    }
+}
+
+/// The cluster's ClusterRoles by name, borrowed from a cache snapshot: what
+/// both controllers check delegability against.
+pub struct RoleCatalog<'a> {
+    by_name: HashMap<&'a str, &'a ClusterRole>,
+}
+
+impl<'a> RoleCatalog<'a> {
+    /// Indexes `roles` (a cache snapshot) by name.
+    pub fn new(roles: &'a [Arc<ClusterRole>]) -> Self {
+        Self {
+            by_name: roles
+                .iter()
+                .filter_map(|r| Some((r.metadata.name.as_deref()?, r.as_ref())))
+                .collect(),
+        }
+    }
+
+    /// [`check_delegable`] against this catalog.
+    pub fn check(&self, name: &str) -> Result<(), Refusal> {
+        check_delegable(
+            name,
+            |n| self.by_name.get(n).copied(),
+            || self.by_name.values().copied().collect(),
+        )
     }
 }
 

@@ -1,4 +1,4 @@
-//! The RBAC objects an accepted plan version stands for (pure).
+//! Step 3, build: the RBAC objects an accepted plan version stands for (pure).
 //!
 //! For each delegated namespace and each authorization, one RoleBinding of the
 //! principal to the ClusterRole. The provider's removal right
@@ -8,32 +8,14 @@
 //! providers' delegations.
 
 use crate::api::{DELEGATION_DELETER_ROLE, Delegation, PrincipalKind};
-use crate::names;
-use crate::snapshot::AcceptedPlan;
+use crate::delegation::validate::{Decision, NamespaceState};
+use crate::domain::RBAC_GROUP;
+use crate::domain::consent::AcceptedPlan;
+use crate::domain::names;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
-
-const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
-
-/// Labels on every object managed for `delegation`.
-pub fn managed_labels(delegation: &Delegation, plan: &AcceptedPlan) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (names::MANAGED_BY_LABEL.into(), names::MANAGED_BY.into()),
-        (
-            names::DELEGATION_NAMESPACE_LABEL.into(),
-            delegation.namespace().unwrap_or_default(),
-        ),
-        (names::DELEGATION_LABEL.into(), delegation.name_any()),
-        (
-            names::OFFER_NAMESPACE_LABEL.into(),
-            plan.offer_namespace.clone(),
-        ),
-        (names::OFFER_LABEL.into(), plan.offer_name.clone()),
-        (names::PLAN_LABEL.into(), plan.plan.clone()),
-    ])
-}
 
 /// Everything that should exist for a delegation, and nothing else.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -66,10 +48,27 @@ fn subject(kind: PrincipalKind, name: &str, namespace: Option<&str>, offer_ns: &
     }
 }
 
+/// What `decision` stands for: the objects of the accepted plan in the
+/// namespaces ready to be granted, and nothing at all for a refusal.
+pub fn for_decision(delegation: &Delegation, decision: &Decision) -> Desired {
+    match &decision.outcome {
+        Ok(accepted) => {
+            let grantable: Vec<String> = accepted
+                .namespaces
+                .iter()
+                .filter(|(_, s)| *s == NamespaceState::Grantable)
+                .map(|(n, _)| n.clone())
+                .collect();
+            build(delegation, &accepted.plan, &grantable)
+        }
+        Err(_) => Desired::default(),
+    }
+}
+
 /// Builds the desired objects for `plan` in `namespaces` (those ready to be
 /// granted). Duplicated authorizations yield one binding.
 pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]) -> Desired {
-    let labels = managed_labels(delegation, plan);
+    let labels = names::managed_labels(delegation, plan);
     let own_namespace = delegation.namespace().unwrap_or_default();
     let delegation_name = delegation.name_any();
     let mut desired = Desired::default();
@@ -209,47 +208,24 @@ pub fn role_matches(existing: &Role, desired: &Role) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Authorization, DelegationSpec, OfferRef, Principal};
+    use crate::api::Authorization;
+    use crate::fixtures::{self, auth};
 
     fn delegation() -> Delegation {
-        let mut d = Delegation::new(
-            "dlg",
-            DelegationSpec {
-                offer_ref: OfferRef {
-                    namespace: "provider".into(),
-                    name: "offer".into(),
-                },
-                plan: "basic".into(),
-                plan_version: "1.0.0".into(),
-                namespaces: None,
-            },
-        );
-        d.metadata.namespace = Some("cust".into());
-        d.metadata.uid = Some("uid-1".into());
-        d
-    }
-
-    fn auth(kind: PrincipalKind, name: &str, role: &str) -> Authorization {
-        Authorization {
-            principal: Principal {
-                kind,
-                name: name.into(),
-                namespace: None,
-            },
-            principal_display_name: None,
-            role_ref: role.into(),
-        }
+        fixtures::with_uid(
+            fixtures::delegation("cust", "dlg", ("provider", "offer"), "basic", "1.0.0", None),
+            "uid-1",
+        )
     }
 
     fn plan(authorizations: Vec<Authorization>) -> AcceptedPlan {
-        AcceptedPlan {
-            offer_namespace: "provider".into(),
-            offer_name: "offer".into(),
-            provider_tenant: "acme".into(),
-            plan: "basic".into(),
-            version: "1.0.0".into(),
+        fixtures::accepted(
+            ("provider", "offer"),
+            "acme",
+            "basic",
+            "1.0.0",
             authorizations,
-        }
+        )
     }
 
     #[test]

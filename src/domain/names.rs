@@ -5,6 +5,11 @@
 //! the order of authorizations cause no churn, and two delegations never
 //! collide in a shared namespace.
 
+use crate::api::Delegation;
+use crate::domain::consent::AcceptedPlan;
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
 /// Tenant label on namespaces, owned by platform admins.
 pub const TENANT_LABEL: &str = "msp-operator.io/tenant";
 /// Marks everything this operator manages.
@@ -29,6 +34,27 @@ pub const FIELD_MANAGER: &str = "msp-operator";
 pub const FINALIZER: &str = "msp-operator.io/cleanup";
 /// Label selector for everything the operator manages.
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=msp-operator";
+
+/// Labels on every object managed for `delegation`.
+pub fn managed_labels(delegation: &Delegation, plan: &AcceptedPlan) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.into(), MANAGED_BY.into()),
+        (
+            DELEGATION_NAMESPACE_LABEL.into(),
+            delegation.namespace().unwrap_or_default(),
+        ),
+        (DELEGATION_LABEL.into(), delegation.name_any()),
+        (OFFER_NAMESPACE_LABEL.into(), plan.offer_namespace.clone()),
+        (OFFER_LABEL.into(), plan.offer_name.clone()),
+        (PLAN_LABEL.into(), plan.plan.clone()),
+    ])
+}
+
+/// True when `labels` say the object belongs to delegation `namespace/name`.
+pub fn belongs_to(labels: &BTreeMap<String, String>, namespace: &str, name: &str) -> bool {
+    labels.get(DELEGATION_NAMESPACE_LABEL).map(String::as_str) == Some(namespace)
+        && labels.get(DELEGATION_LABEL).map(String::as_str) == Some(name)
+}
 
 /// FNV-1a, 64 bit: a stable hash (std's hasher is randomly seeded per process).
 pub fn stable_hash(parts: &[&str]) -> u64 {

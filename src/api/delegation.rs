@@ -1,0 +1,141 @@
+//! `Delegation`: a customer's consent to one plan version for some of its namespaces.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A customer's consent to one version of one plan of an offer, for some of
+/// its namespaces. Create it in one of your namespaces; deleting it removes
+/// every grant it made.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "msp-operator.io",
+    version = "v1alpha1",
+    kind = "Delegation",
+    namespaced,
+    shortname = "dlg",
+    category = "msp",
+    status = "DelegationStatus",
+    printcolumn = r#"{"name":"Offer","type":"string","jsonPath":".spec.offerRef.name"}"#,
+    printcolumn = r#"{"name":"Plan","type":"string","jsonPath":".spec.plan"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.appliedVersion"}"#,
+    printcolumn = r#"{"name":"Latest","type":"string","jsonPath":".status.latestVersion","priority":1}"#,
+    printcolumn = r#"{"name":"Provider","type":"string","jsonPath":".status.managedByTenant","priority":1}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name of a Delegation must be at most 63 characters (it is used in label values)")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegationSpec {
+    /// The offer accepted. Immutable: create a new Delegation for another offer.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.offerRef is immutable: create a new Delegation to accept another offer"))]
+    pub offer_ref: OfferRef,
+    /// The plan accepted. Immutable: create a new Delegation for another plan.
+    #[schemars(regex(pattern = r"^[a-z0-9_-]{1,50}$"), length(max = 50))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.plan is immutable: create a new Delegation to accept another plan"))]
+    pub plan: String,
+    /// The plan version accepted (`MAJOR.MINOR.PATCH`). Grants always follow
+    /// this version; raise it to accept a newer one (see the UpdateAvailable
+    /// condition).
+    #[schemars(regex(
+        pattern = r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$"
+    ))]
+    #[schemars(length(max = 20))]
+    pub plan_version: String,
+    /// Namespaces delegated (1 to 20), all of the customer's tenant. Defaults
+    /// to the Delegation's own namespace. For more, create more Delegations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 20))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub namespaces: Option<Vec<NamespaceName>>,
+}
+
+/// A namespace name.
+#[derive(
+    JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(transparent)]
+pub struct NamespaceName(
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"),
+        length(max = 63)
+    )]
+    pub String,
+);
+
+/// Reference to a ManagedServiceOffer.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferRef {
+    /// Namespace of the offer (the provider's).
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"),
+        length(max = 63)
+    )]
+    pub namespace: String,
+    /// Name of the offer.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Observed state of a delegation.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegationStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Accepted`, `UpdateAvailable`, `OfferAvailable`, and the
+    /// kstatus `Reconciling`/`Stalled` conditions when they hold.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The provider's (managing) tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by_tenant: Option<String>,
+    /// The customer's tenant (of the Delegation's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_tenant: Option<String>,
+    /// The plan version whose grants are in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_version: Option<String>,
+    /// The plan's latest published version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_version: Option<String>,
+    /// Per delegated namespace: whether its grants are in place.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub namespaces: Vec<NamespaceStatus>,
+}
+
+/// Grants in one delegated namespace.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceStatus {
+    /// Namespace name.
+    pub name: String,
+    /// All grants of the applied version are in place.
+    pub ready: bool,
+    /// Number of RoleBindings in place.
+    pub bindings: i32,
+    /// Why the namespace is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Delegation {
+    /// The delegated namespaces: `spec.namespaces`, or the Delegation's own.
+    pub fn target_namespaces(&self) -> Vec<String> {
+        match &self.spec.namespaces {
+            Some(list) if !list.is_empty() => {
+                let mut names: Vec<String> = list.iter().map(|n| n.0.clone()).collect();
+                names.sort();
+                names.dedup();
+                names
+            }
+            _ => self.metadata.namespace.clone().into_iter().collect(),
+        }
+    }
+}

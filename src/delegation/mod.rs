@@ -1,0 +1,103 @@
+//! The Delegation controller: turns a customer's consent into RBAC grants
+//! and keeps them exactly so.
+//!
+//! A reconcile is a pipeline with one file per step:
+//! [`resolve`] everything from the watch caches (no LIST per reconcile) →
+//! [`validate`] (pure: accept a plan version or refuse with a reason) →
+//! [`build`] the desired RBAC objects (pure) → [`apply`] only what differs
+//! (and prune what no longer belongs) → [`status`] written only when it
+//! changed, with its [`events`]. When everything already matches, a
+//! reconcile writes nothing. A deleted Delegation goes to [`cleanup`].
+//! Consent is stored by [`snapshot`].
+
+pub mod apply;
+pub mod build;
+pub mod cleanup;
+pub mod events;
+pub mod resolve;
+pub mod snapshot;
+pub mod status;
+pub mod validate;
+
+use crate::api::Delegation;
+use crate::runtime::context::Context;
+use crate::runtime::errors::{self, Error};
+use crate::runtime::keys;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+/// Retry of a reconcile that found its cache behind one of its own writes,
+/// should the watch event that normally triggers it not come.
+pub const STALE_CACHE_RETRY: Duration = Duration::from_secs(2);
+
+/// The controller's reconcile: grant, or clean up a deleted Delegation.
+pub async fn reconcile(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Result<Action, Error> {
+    errors::observed(&ctx, delegation.as_ref(), async {
+        ctx.caches_ready().await;
+        if delegation.namespace().is_none() {
+            return Err(Error::NoNamespace(delegation.name_any()));
+        }
+        if delegation.metadata.deletion_timestamp.is_some() {
+            cleanup::cleanup(&ctx.writer, &delegation).await?;
+            return Ok(Action::await_change());
+        }
+        grant(&delegation, &ctx).await
+    })
+    .await
+}
+
+/// The pipeline for a live Delegation.
+async fn grant(delegation: &Delegation, ctx: &Context) -> Result<Action, Error> {
+    let key = keys::object(delegation);
+    if ctx
+        .writer
+        .own_writes
+        .cache_is_behind(&key, delegation.resource_version().as_deref())
+    {
+        // The watch event of our own write is on its way and brings a
+        // reconcile with it; this is only the fallback.
+        return Ok(Action::requeue(STALE_CACHE_RETRY));
+    }
+    let mut superseded = apply::Superseded::new(key, delegation);
+
+    let resolved = resolve::resolve(&ctx.caches, delegation);
+    let decision = validate::decide_resolved(delegation, &resolved);
+    let desired = build::for_decision(delegation, &decision);
+
+    apply::metadata(&ctx.writer, delegation, &mut superseded).await?;
+    apply::consent(&ctx.writer, delegation, &decision).await?;
+    let applied = apply::grants(ctx, delegation, &desired).await;
+    apply::retired_snapshots(&ctx.writer, delegation, &decision, &resolved, &applied).await?;
+
+    let status = status::compute(delegation, &decision, &desired, &applied, now());
+    if status::write(&ctx.writer, delegation, &status, &mut superseded).await? {
+        let occurrences = events::transitions(delegation, delegation.status.as_ref(), &status);
+        events::publish(&ctx.writer, delegation, occurrences).await;
+    }
+    if let Some(drift) = events::drift(&applied) {
+        ctx.settings
+            .metrics
+            .drift_corrections
+            .inc_by(applied.repaired as u64);
+        info!(delegation = %keys::namespaced(&delegation.namespace().unwrap_or_default(), &delegation.name_any()), repaired = applied.repaired, "drift corrected");
+        ctx.writer.publish(delegation, drift).await;
+    }
+    if !applied.errors.is_empty() {
+        let detail: Vec<String> = applied
+            .errors
+            .iter()
+            .map(|(ns, e)| format!("{ns}: {e}"))
+            .collect();
+        return Err(Error::Grants(detail.join("; ")));
+    }
+    Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// The time conditions are stamped with.
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}

@@ -1,0 +1,54 @@
+//! Step 1, resolve: everything a Delegation's decision depends on, read from
+//! the watch caches only (no request to the API server), into plain data
+//! that the pure steps after it take.
+
+use crate::api::{Delegation, ManagedServiceOffer};
+use crate::delegation::snapshot;
+use crate::domain::consent::AcceptedPlan;
+use crate::domain::tenancy::NamespaceInfo;
+use crate::runtime::caches::Caches;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What the caches hold for one Delegation.
+pub struct Resolved {
+    /// The referenced offer, if it exists.
+    pub offer: Option<Arc<ManagedServiceOffer>>,
+    /// The Delegation's consent snapshots (every version it still keeps).
+    pub revisions: Vec<Arc<ControllerRevision>>,
+    /// The snapshot of the requested version, if it was accepted before.
+    pub snapshot: Option<AcceptedPlan>,
+    /// Every ClusterRole, for delegability.
+    pub cluster_roles: Vec<Arc<ClusterRole>>,
+    /// The Delegation's own namespace and those it delegates, with their
+    /// tenancy (absent: no such namespace).
+    pub namespaces: BTreeMap<String, NamespaceInfo>,
+}
+
+/// Reads what `delegation` depends on from `caches`.
+pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
+    let namespace = delegation.namespace().unwrap_or_default();
+    let offer_ref = &delegation.spec.offer_ref;
+    let offer = caches
+        .offers
+        .get(&ObjectRef::new(&offer_ref.name).within(&offer_ref.namespace));
+    let revisions = caches.revisions_of(&namespace, &delegation.name_any());
+    let snapshot = snapshot::find(delegation, revisions.iter().map(|r| r.as_ref())).map(|(_, p)| p);
+    let namespaces = delegation
+        .target_namespaces()
+        .into_iter()
+        .chain(std::iter::once(namespace))
+        .filter_map(|n| caches.namespace_info(&n).map(|info| (n, info)))
+        .collect();
+    Resolved {
+        offer,
+        revisions,
+        snapshot,
+        cluster_roles: caches.cluster_roles.state(),
+        namespaces,
+    }
+}

@@ -1,0 +1,575 @@
+//! Step 5, status: what the Delegation reports (pure), and the one write
+//! that reports it, made only when something changed.
+//!
+//! This is the one place that turns a decision and the outcome of applying
+//! it into conditions: `Accepted`, `Ready` (with kstatus `Reconciling` or
+//! `Stalled` while it is not), `UpdateAvailable`, `OfferAvailable`, and the
+//! readiness of each delegated namespace.
+
+use crate::api::{Delegation, DelegationStatus, NamespaceStatus};
+use crate::delegation::apply::{Applied, Superseded};
+use crate::delegation::build::Desired;
+use crate::delegation::validate::{Accepted, Decision, NamespaceState};
+use crate::domain::conditions::{Conditions, Reason, types};
+use crate::domain::version::version_gt;
+use crate::runtime::errors::Error;
+use crate::runtime::writer::Writer;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+/// The status `delegation` should have after `decision` was applied with
+/// outcome `applied` (pure; `at` stamps conditions whose status changes).
+pub fn compute(
+    delegation: &Delegation,
+    decision: &Decision,
+    desired: &Desired,
+    applied: &Applied,
+    at: Time,
+) -> DelegationStatus {
+    let previous = delegation
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = delegation.metadata.generation;
+    let mut conditions = Conditions::new(previous, generation, at);
+    let mut namespaces = Vec::new();
+    let mut applied_version = None;
+    match &decision.outcome {
+        Ok(accepted) => {
+            applied_version = Some(accepted.plan.version.clone());
+            namespaces = namespace_statuses(accepted, desired, applied);
+            accepted_conditions(&mut conditions, accepted, &namespaces, applied);
+        }
+        Err(refused) => {
+            for type_ in [types::ACCEPTED, types::READY] {
+                conditions.set(type_, false, refused.reason, refused.message.clone());
+            }
+            conditions.set(
+                types::STALLED,
+                true,
+                refused.reason,
+                refused.message.clone(),
+            );
+        }
+    }
+    update_condition(
+        &mut conditions,
+        delegation,
+        decision,
+        applied_version.as_deref(),
+    );
+    offer_condition(
+        &mut conditions,
+        delegation,
+        decision,
+        applied_version.as_deref(),
+    );
+    DelegationStatus {
+        observed_generation: generation,
+        conditions: conditions.finish(),
+        managed_by_tenant: decision.managed_by_tenant.clone(),
+        customer_tenant: Some(decision.customer_tenant.clone()),
+        applied_version,
+        latest_version: decision.latest_version.clone(),
+        namespaces,
+    }
+}
+
+/// Readiness of each delegated namespace: Ready when grantable and every
+/// write there succeeded; `bindings` counts what is in place when Ready.
+fn namespace_statuses(
+    accepted: &Accepted,
+    desired: &Desired,
+    applied: &Applied,
+) -> Vec<NamespaceStatus> {
+    accepted
+        .namespaces
+        .iter()
+        .map(|(ns, state)| {
+            let bindings = desired
+                .role_bindings
+                .iter()
+                .filter(|rb| rb.metadata.namespace.as_deref() == Some(ns))
+                .count() as i32;
+            let (ready, message) = match (state, applied.errors.get(ns)) {
+                (_, Some(error)) => (false, Some(format!("applying grants failed: {error}"))),
+                (NamespaceState::Grantable, None) => (true, None),
+                (NamespaceState::Missing, None) => (
+                    false,
+                    Some("namespace does not exist; grants follow when it is created".into()),
+                ),
+                (NamespaceState::Terminating, None) => {
+                    (false, Some("namespace is being deleted".into()))
+                }
+            };
+            NamespaceStatus {
+                name: ns.clone(),
+                ready,
+                bindings: if ready { bindings } else { 0 },
+                message,
+            }
+        })
+        .collect()
+}
+
+/// `Accepted=True`, and `Ready` from the namespaces (with `Reconciling`
+/// while some are not ready).
+fn accepted_conditions(
+    conditions: &mut Conditions<'_>,
+    accepted: &Accepted,
+    namespaces: &[NamespaceStatus],
+    applied: &Applied,
+) {
+    conditions.set(
+        types::ACCEPTED,
+        true,
+        Reason::Valid,
+        format!(
+            "plan {:?} version {} of offer {}/{} is accepted",
+            accepted.plan.plan,
+            accepted.plan.version,
+            accepted.plan.offer_namespace,
+            accepted.plan.offer_name
+        ),
+    );
+    let not_ready: Vec<&str> = namespaces
+        .iter()
+        .filter(|n| !n.ready)
+        .map(|n| n.name.as_str())
+        .collect();
+    if not_ready.is_empty() {
+        conditions.set(
+            types::READY,
+            true,
+            Reason::Granted,
+            format!(
+                "version {} is granted in {} namespace(s)",
+                accepted.plan.version,
+                namespaces.len()
+            ),
+        );
+        return;
+    }
+    let reason = if applied.errors.is_empty() {
+        Reason::Progressing
+    } else {
+        Reason::ApplyFailed
+    };
+    let message = format!(
+        "grants are not in place in: {} (see status.namespaces)",
+        not_ready.join(", ")
+    );
+    conditions.set(types::READY, false, reason, message.clone());
+    conditions.set(types::RECONCILING, true, reason, message);
+}
+
+/// `UpdateAvailable`: the plan publishes a newer version than the applied one.
+fn update_condition(
+    conditions: &mut Conditions<'_>,
+    delegation: &Delegation,
+    decision: &Decision,
+    applied_version: Option<&str>,
+) {
+    match (&decision.latest_version, applied_version) {
+        (Some(latest), Some(applied)) if version_gt(latest, applied) => conditions.set(
+            types::UPDATE_AVAILABLE,
+            true,
+            Reason::NewerVersionPublished,
+            format!(
+                "version {latest} of plan {:?} is published; set spec.planVersion to {latest} to accept it",
+                delegation.spec.plan
+            ),
+        ),
+        _ => conditions.set(
+            types::UPDATE_AVAILABLE,
+            false,
+            Reason::UpToDate,
+            "the accepted version is the latest",
+        ),
+    }
+}
+
+/// `OfferAvailable`: the offer still exists.
+fn offer_condition(
+    conditions: &mut Conditions<'_>,
+    delegation: &Delegation,
+    decision: &Decision,
+    applied_version: Option<&str>,
+) {
+    if decision.offer_present {
+        conditions.set(
+            types::OFFER_AVAILABLE,
+            true,
+            Reason::OfferPresent,
+            "the offer exists",
+        );
+        return;
+    }
+    let offer = &delegation.spec.offer_ref;
+    let message = match applied_version {
+        Some(v) => format!(
+            "offer {}/{} was deleted; the accepted grants of version {v} stay in force until this Delegation is deleted",
+            offer.namespace, offer.name
+        ),
+        None => format!("offer {}/{} does not exist", offer.namespace, offer.name),
+    };
+    conditions.set(types::OFFER_AVAILABLE, false, Reason::OfferDeleted, message);
+}
+
+/// Status equality that ignores only what cannot matter: conditions compared
+/// as a set keyed by type.
+pub fn same(a: &Option<DelegationStatus>, b: &DelegationStatus) -> bool {
+    let Some(a) = a else { return false };
+    let key = |s: &DelegationStatus| {
+        let mut c = s.conditions.clone();
+        c.sort_by(|x, y| x.type_.cmp(&y.type_));
+        c
+    };
+    key(a) == key(b)
+        && a.observed_generation == b.observed_generation
+        && a.managed_by_tenant == b.managed_by_tenant
+        && a.customer_tenant == b.customer_tenant
+        && a.applied_version == b.applied_version
+        && a.latest_version == b.latest_version
+        && a.namespaces == b.namespaces
+}
+
+/// Writes `status` when it differs from what `delegation` reports; true when
+/// it wrote.
+pub async fn write(
+    writer: &Writer,
+    delegation: &Delegation,
+    status: &DelegationStatus,
+    superseded: &mut Superseded,
+) -> Result<bool, Error> {
+    if same(&delegation.status, status) {
+        return Ok(false);
+    }
+    let api: kube::Api<Delegation> = writer.api(&delegation.namespace().unwrap_or_default());
+    writer
+        .limited(api.patch_status(
+            &delegation.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        ))
+        .await?;
+    superseded.record(writer, None);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::PrincipalKind;
+    use crate::delegation::build;
+    use crate::delegation::validate::Refused;
+    use crate::fixtures::{self, auth};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).expect("time"))
+    }
+
+    fn delegation() -> Delegation {
+        let mut d = fixtures::with_uid(
+            fixtures::delegation(
+                "cust",
+                "dlg",
+                ("provider", "offer"),
+                "p",
+                "1.0.0",
+                Some(vec!["cust", "cust-b"]),
+            ),
+            "uid-1",
+        );
+        d.metadata.generation = Some(3);
+        d
+    }
+
+    fn accepted(states: &[(&str, NamespaceState)]) -> Decision {
+        Decision {
+            customer_tenant: "fabrikam".into(),
+            managed_by_tenant: Some("acme".into()),
+            latest_version: Some("1.0.0".into()),
+            offer_present: true,
+            outcome: Ok(Accepted {
+                plan: fixtures::accepted(
+                    ("provider", "offer"),
+                    "acme",
+                    "p",
+                    "1.0.0",
+                    vec![
+                        auth(PrincipalKind::User, "alice", "reader"),
+                        auth(PrincipalKind::Group, "ops", "reader"),
+                    ],
+                ),
+                new_snapshot: false,
+                namespaces: states
+                    .iter()
+                    .map(|(n, s)| (n.to_string(), s.clone()))
+                    .collect(),
+            }),
+        }
+    }
+
+    fn both_grantable() -> Decision {
+        accepted(&[
+            ("cust", NamespaceState::Grantable),
+            ("cust-b", NamespaceState::Grantable),
+        ])
+    }
+
+    /// The status for `decision` applied with `applied`, at time `secs`.
+    fn status_of(
+        d: &Delegation,
+        decision: &Decision,
+        applied: &Applied,
+        secs: i64,
+    ) -> DelegationStatus {
+        let desired = build::for_decision(d, decision);
+        compute(d, decision, &desired, applied, at(secs))
+    }
+
+    fn condition<'a>(s: &'a DelegationStatus, type_: &str) -> Option<(&'a str, &'a str)> {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status.as_str(), c.reason.as_str()))
+    }
+
+    #[test]
+    fn accepted_and_granted_everywhere_is_ready() {
+        let d = delegation();
+        let s = status_of(&d, &both_grantable(), &Applied::default(), 10);
+        assert_eq!(condition(&s, types::ACCEPTED), Some(("True", "Valid")));
+        assert_eq!(condition(&s, types::READY), Some(("True", "Granted")));
+        assert_eq!(condition(&s, types::RECONCILING), None);
+        assert_eq!(condition(&s, types::STALLED), None);
+        assert_eq!(
+            condition(&s, types::UPDATE_AVAILABLE),
+            Some(("False", "UpToDate"))
+        );
+        assert_eq!(
+            condition(&s, types::OFFER_AVAILABLE),
+            Some(("True", "OfferPresent"))
+        );
+        assert_eq!(s.applied_version.as_deref(), Some("1.0.0"));
+        assert_eq!(s.customer_tenant.as_deref(), Some("fabrikam"));
+        assert_eq!(s.managed_by_tenant.as_deref(), Some("acme"));
+        assert_eq!(s.observed_generation, Some(3));
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
+        let per_ns: Vec<_> = s
+            .namespaces
+            .iter()
+            .map(|n| (n.name.as_str(), n.ready, n.bindings))
+            .collect();
+        assert_eq!(per_ns, vec![("cust", true, 2), ("cust-b", true, 2)]);
+    }
+
+    #[test]
+    fn a_missing_or_terminating_namespace_keeps_it_reconciling() {
+        let d = delegation();
+        let decision = accepted(&[
+            ("cust", NamespaceState::Grantable),
+            ("cust-b", NamespaceState::Missing),
+        ]);
+        let s = status_of(&d, &decision, &Applied::default(), 10);
+        assert_eq!(condition(&s, types::ACCEPTED), Some(("True", "Valid")));
+        assert_eq!(condition(&s, types::READY), Some(("False", "Progressing")));
+        assert_eq!(
+            condition(&s, types::RECONCILING),
+            Some(("True", "Progressing"))
+        );
+        assert_eq!(condition(&s, types::STALLED), None);
+        let missing = &s.namespaces[1];
+        assert_eq!((missing.ready, missing.bindings), (false, 0));
+        assert!(
+            missing
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("does not exist"))
+        );
+        let ready = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::READY)
+            .expect("Ready");
+        assert!(ready.message.contains("cust-b"), "{}", ready.message);
+
+        let dying = accepted(&[
+            ("cust", NamespaceState::Terminating),
+            ("cust-b", NamespaceState::Grantable),
+        ]);
+        let s = status_of(&d, &dying, &Applied::default(), 10);
+        assert_eq!(
+            s.namespaces[0].message.as_deref(),
+            Some("namespace is being deleted")
+        );
+        assert_eq!(condition(&s, types::READY), Some(("False", "Progressing")));
+    }
+
+    #[test]
+    fn a_failed_write_reports_apply_failed_in_that_namespace_only() {
+        let d = delegation();
+        let applied = Applied {
+            errors: [("cust-b".to_string(), "forbidden".to_string())].into(),
+            ..Applied::default()
+        };
+        let s = status_of(&d, &both_grantable(), &applied, 10);
+        assert_eq!(condition(&s, types::READY), Some(("False", "ApplyFailed")));
+        assert_eq!(
+            condition(&s, types::RECONCILING),
+            Some(("True", "ApplyFailed"))
+        );
+        assert!(s.namespaces[0].ready);
+        assert!(!s.namespaces[1].ready);
+        assert_eq!(s.namespaces[1].bindings, 0);
+        assert_eq!(
+            s.namespaces[1].message.as_deref(),
+            Some("applying grants failed: forbidden")
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_stalled_and_grants_nothing() {
+        let d = delegation();
+        let decision = Decision {
+            outcome: Err(Refused {
+                reason: Reason::NotInAudience,
+                message: "spec.plan: not for you".into(),
+            }),
+            ..both_grantable()
+        };
+        let s = status_of(&d, &decision, &Applied::default(), 10);
+        for type_ in [types::ACCEPTED, types::READY] {
+            assert_eq!(
+                condition(&s, type_),
+                Some(("False", "NotInAudience")),
+                "{type_}"
+            );
+        }
+        assert_eq!(
+            condition(&s, types::STALLED),
+            Some(("True", "NotInAudience"))
+        );
+        assert_eq!(condition(&s, types::RECONCILING), None);
+        assert!(s.namespaces.is_empty());
+        assert_eq!(s.applied_version, None);
+        assert!(build::for_decision(&d, &decision).role_bindings.is_empty());
+    }
+
+    #[test]
+    fn a_newer_published_version_is_an_available_update() {
+        let d = delegation();
+        let decision = Decision {
+            latest_version: Some("1.10.0".into()),
+            ..both_grantable()
+        };
+        let s = status_of(&d, &decision, &Applied::default(), 10);
+        assert_eq!(
+            condition(&s, types::UPDATE_AVAILABLE),
+            Some(("True", "NewerVersionPublished"))
+        );
+        let update = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::UPDATE_AVAILABLE)
+            .expect("condition");
+        assert!(
+            update.message.contains("set spec.planVersion to 1.10.0"),
+            "{}",
+            update.message
+        );
+        assert_eq!(
+            condition(&s, types::READY),
+            Some(("True", "Granted")),
+            "an update never revokes"
+        );
+    }
+
+    #[test]
+    fn a_deleted_offer_keeps_accepted_grants_and_says_so() {
+        let d = delegation();
+        let decision = Decision {
+            offer_present: false,
+            latest_version: None,
+            ..both_grantable()
+        };
+        let s = status_of(&d, &decision, &Applied::default(), 10);
+        assert_eq!(
+            condition(&s, types::OFFER_AVAILABLE),
+            Some(("False", "OfferDeleted"))
+        );
+        assert_eq!(condition(&s, types::READY), Some(("True", "Granted")));
+        let offer = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::OFFER_AVAILABLE)
+            .expect("condition");
+        assert!(offer.message.contains("stay in force"), "{}", offer.message);
+
+        let never = Decision {
+            offer_present: false,
+            latest_version: None,
+            outcome: Err(Refused {
+                reason: Reason::OfferNotFound,
+                message: "spec.offerRef".into(),
+            }),
+            ..both_grantable()
+        };
+        let s = status_of(&d, &never, &Applied::default(), 10);
+        let offer = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == types::OFFER_AVAILABLE)
+            .expect("condition");
+        assert_eq!(offer.message, "offer provider/offer does not exist");
+    }
+
+    #[test]
+    fn nothing_changed_means_the_same_status_and_no_write() {
+        let mut d = delegation();
+        let first = status_of(&d, &both_grantable(), &Applied::default(), 10);
+        d.status = Some(first.clone());
+        let again = status_of(&d, &both_grantable(), &Applied::default(), 20);
+        assert!(
+            same(&d.status, &again),
+            "an unchanged world yields an identical status"
+        );
+        assert!(
+            again
+                .conditions
+                .iter()
+                .all(|c| c.last_transition_time == at(10)),
+            "lastTransitionTime stays when nothing changes"
+        );
+        // A transition moves only the condition that changed.
+        let failed = Applied {
+            errors: [("cust".to_string(), "boom".to_string())].into(),
+            ..Applied::default()
+        };
+        let after = status_of(&d, &both_grantable(), &failed, 30);
+        assert!(!same(&d.status, &after));
+        let time_of = |type_: &str| {
+            after
+                .conditions
+                .iter()
+                .find(|c| c.type_ == type_)
+                .map(|c| c.last_transition_time.clone())
+        };
+        assert_eq!(time_of(types::READY), Some(at(30)));
+        assert_eq!(time_of(types::ACCEPTED), Some(at(10)));
+        // Condition order does not matter for equality.
+        let mut reordered = first.clone();
+        reordered.conditions.reverse();
+        assert!(same(&Some(reordered), &first));
+        assert!(!same(&None, &first));
+    }
+}

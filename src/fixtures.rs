@@ -1,0 +1,127 @@
+//! Test object builders, shared by the unit tests beside the code, the
+//! integration tests in `tests/` and the benchmark, so that every test spells
+//! an offer or a delegation the same way.
+//!
+//! They build objects only; nothing here talks to an API server. Objects
+//! carry no `uid` (the API server assigns it, and a server-side apply that
+//! sets one would be refused); unit tests that need one use [`with_uid`].
+
+use crate::api::{
+    Authorization, Delegation, DelegationSpec, ManagedServiceOffer, ManagedServiceOfferSpec,
+    NamespaceName, OfferRef, Plan, Principal, PrincipalKind, Provider, Visibility,
+};
+use crate::domain::consent::AcceptedPlan;
+
+/// The read-only role the examples and most tests grant.
+pub const READER_ROLE: &str = "msp-operator:reader";
+
+/// An authorization of `kind/name` to `role`.
+pub fn auth(kind: PrincipalKind, name: &str, role: &str) -> Authorization {
+    Authorization {
+        principal: Principal {
+            kind,
+            name: name.into(),
+            namespace: None,
+        },
+        principal_display_name: Some(format!("{name} at the provider")),
+        role_ref: role.into(),
+    }
+}
+
+/// A Public plan.
+pub fn plan(name: &str, version: &str, authorizations: Vec<Authorization>) -> Plan {
+    Plan {
+        name: name.into(),
+        display_name: None,
+        description: None,
+        version: version.into(),
+        visibility: Visibility::Public,
+        audience: None,
+        authorizations,
+    }
+}
+
+/// An offer of `tenant` in `namespace`.
+pub fn offer(namespace: &str, name: &str, tenant: &str, plans: Vec<Plan>) -> ManagedServiceOffer {
+    let mut offer = ManagedServiceOffer::new(
+        name,
+        ManagedServiceOfferSpec {
+            display_name: format!("{name} by {tenant}"),
+            description: None,
+            provider: Provider {
+                display_name: None,
+                tenant: tenant.into(),
+            },
+            plans,
+        },
+    );
+    offer.metadata.namespace = Some(namespace.into());
+    offer
+}
+
+/// The offer most tests need: `o` of `tenant` in `namespace`, with one
+/// Public plan `p` at 1.0.0 that grants `user` the [`READER_ROLE`].
+pub fn reader_offer(namespace: &str, tenant: &str, user: &str) -> ManagedServiceOffer {
+    offer(
+        namespace,
+        "o",
+        tenant,
+        vec![plan(
+            "p",
+            "1.0.0",
+            vec![auth(PrincipalKind::User, user, READER_ROLE)],
+        )],
+    )
+}
+
+/// A delegation in `namespace` accepting `offer_ns/offer` plan `plan` at
+/// `version`, for `namespaces` (its own namespace when `None`).
+pub fn delegation(
+    namespace: &str,
+    name: &str,
+    (offer_ns, offer): (&str, &str),
+    plan: &str,
+    version: &str,
+    namespaces: Option<Vec<&str>>,
+) -> Delegation {
+    let mut delegation = Delegation::new(
+        name,
+        DelegationSpec {
+            offer_ref: OfferRef {
+                namespace: offer_ns.into(),
+                name: offer.into(),
+            },
+            plan: plan.into(),
+            plan_version: version.into(),
+            namespaces: namespaces
+                .map(|list| list.into_iter().map(|n| NamespaceName(n.into())).collect()),
+        },
+    );
+    delegation.metadata.namespace = Some(namespace.into());
+    delegation
+}
+
+/// `object` as the API server would return it: with a uid.
+pub fn with_uid(mut delegation: Delegation, uid: &str) -> Delegation {
+    delegation.metadata.uid = Some(uid.into());
+    delegation
+}
+
+/// The consent to plan `plan` at `version` of offer `offer_ns/offer` by
+/// provider tenant `tenant`.
+pub fn accepted(
+    (offer_ns, offer): (&str, &str),
+    tenant: &str,
+    plan: &str,
+    version: &str,
+    authorizations: Vec<Authorization>,
+) -> AcceptedPlan {
+    AcceptedPlan {
+        offer_namespace: offer_ns.into(),
+        offer_name: offer.into(),
+        provider_tenant: tenant.into(),
+        plan: plan.into(),
+        version: version.into(),
+        authorizations,
+    }
+}

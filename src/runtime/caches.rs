@@ -1,0 +1,318 @@
+//! The watch caches and their secondary indexes: everything a reconcile
+//! reads. One watch per kind feeds a store, the indexes over it, and the
+//! controllers' triggers; reconciles read only from here (no LIST per
+//! reconcile), so a quiet cluster costs the API server nothing.
+
+use crate::api::{Delegation, ManagedServiceOffer};
+use crate::delegation::snapshot;
+use crate::domain::names;
+use crate::domain::tenancy::{self, NamespaceInfo};
+use crate::runtime::index::Index;
+use crate::runtime::keys;
+use futures::{Stream, TryStreamExt};
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use kube::api::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::BTreeSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The watch caches and indexes, read-only for reconciles.
+pub struct Caches {
+    /// Every offer, by namespace/name.
+    pub offers: Store<ManagedServiceOffer>,
+    /// Every delegation.
+    pub delegations: Store<Delegation>,
+    /// Namespace metadata (labels for tenancy, deletion state).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Every ClusterRole (delegability, aggregation included).
+    pub cluster_roles: Store<ClusterRole>,
+    /// RoleBindings managed by the operator.
+    pub role_bindings: Store<RoleBinding>,
+    /// Roles managed by the operator (the deleter Roles).
+    pub roles: Store<Role>,
+    /// Snapshots of accepted plan versions.
+    pub revisions: Store<ControllerRevision>,
+    /// Delegations by offer (`namespace/name`).
+    pub delegations_by_offer: Arc<Index<Delegation>>,
+    /// Delegations by namespace they live in or delegate.
+    pub delegations_by_namespace: Arc<Index<Delegation>>,
+    /// Managed RoleBindings by delegation (`namespace/name`).
+    pub role_bindings_by_delegation: Arc<Index<RoleBinding>>,
+    /// Managed Roles by delegation.
+    pub roles_by_delegation: Arc<Index<Role>>,
+    /// Snapshots by delegation.
+    pub revisions_by_delegation: Arc<Index<ControllerRevision>>,
+    /// Every store has had its initial list (latched by [`Caches::ready`]).
+    synced: AtomicBool,
+}
+
+/// A watch event stream that fills a store, yielding the objects it touched.
+pub type Events<K> = Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// The event streams behind [`Caches`], for the controllers to drive.
+pub struct Streams {
+    /// Offers.
+    pub offers: Events<ManagedServiceOffer>,
+    /// Delegations.
+    pub delegations: Events<Delegation>,
+    /// Namespace metadata.
+    pub namespaces: Events<PartialObjectMeta<Namespace>>,
+    /// ClusterRoles.
+    pub cluster_roles: Events<ClusterRole>,
+    /// Managed RoleBindings.
+    pub role_bindings: Events<RoleBinding>,
+    /// Managed Roles.
+    pub roles: Events<Role>,
+    /// Snapshots.
+    pub revisions: Events<ControllerRevision>,
+}
+
+impl Caches {
+    /// Opens one watch per kind. Offers and delegations are cached only in
+    /// `scope` (every namespace when `None`); grants, tenancy and roles are
+    /// read cluster-wide. The caches fill as the returned streams are driven.
+    pub fn start(client: &Client, scope: Option<Arc<BTreeSet<String>>>) -> (Self, Streams) {
+        let managed = || {
+            watcher::Config::default()
+                .labels(names::MANAGED_SELECTOR)
+                .any_semantic()
+        };
+        let all = || watcher::Config::default().any_semantic();
+        let role_bindings_by_delegation = Arc::new(Index::new(keys::owner_keys::<RoleBinding>));
+        let roles_by_delegation = Arc::new(Index::new(keys::owner_keys::<Role>));
+        let revisions_by_delegation = Arc::new(Index::new(keys::owner_keys::<ControllerRevision>));
+        let delegations_by_offer = Arc::new(Index::new(keys::offer_keys));
+        let delegations_by_namespace = Arc::new(Index::new(keys::namespace_keys));
+        let (role_bindings, role_binding_events) = reflect(
+            Api::all(client.clone()),
+            managed(),
+            vec![role_bindings_by_delegation.clone()],
+            None,
+            keep_all,
+        );
+        let (roles, role_events) = reflect(
+            Api::all(client.clone()),
+            managed(),
+            vec![roles_by_delegation.clone()],
+            None,
+            keep_all,
+        );
+        let (revisions, revision_events) = reflect(
+            Api::all(client.clone()),
+            managed(),
+            vec![revisions_by_delegation.clone()],
+            None,
+            snapshot::compact,
+        );
+        let (cluster_roles, cluster_role_events) =
+            reflect(Api::all(client.clone()), all(), Vec::new(), None, keep_all);
+        // Metadata only: tenancy needs labels, and full namespaces cost memory.
+        let (namespaces, namespace_events) =
+            reflect(Api::all(client.clone()), all(), Vec::new(), None, keep_all);
+        // One watch of delegations feeds its controller, its store and both
+        // indexes, and (through the controllers' wiring) the offer controller.
+        let (delegations, delegation_events) = reflect(
+            Api::all(client.clone()),
+            all(),
+            vec![
+                delegations_by_offer.clone(),
+                delegations_by_namespace.clone(),
+            ],
+            scope.clone(),
+            keep_all,
+        );
+        let (offers, offer_events) =
+            reflect(Api::all(client.clone()), all(), Vec::new(), scope, keep_all);
+        let caches = Self {
+            offers,
+            delegations,
+            namespaces,
+            cluster_roles,
+            role_bindings,
+            roles,
+            revisions,
+            delegations_by_offer,
+            delegations_by_namespace,
+            role_bindings_by_delegation,
+            roles_by_delegation,
+            revisions_by_delegation,
+            synced: AtomicBool::new(false),
+        };
+        let streams = Streams {
+            offers: Box::pin(offer_events),
+            delegations: Box::pin(delegation_events),
+            namespaces: Box::pin(namespace_events),
+            cluster_roles: Box::pin(cluster_role_events),
+            role_bindings: Box::pin(role_binding_events),
+            roles: Box::pin(role_events),
+            revisions: Box::pin(revision_events),
+        };
+        (caches, streams)
+    }
+
+    /// Waits until every cache has its initial list; reconciles never act on
+    /// a partial view (an empty offer cache would read as "offer deleted").
+    ///
+    /// `Store::wait_until_ready` wakes only the most recent of several
+    /// concurrent waiters (its oneshot keeps one waker), and the controllers
+    /// wait on their own stores too. So readiness is polled with a short
+    /// timeout, which re-registers the waker each time; once a store was seen
+    /// ready the answer is memoized, and the whole check is latched here.
+    pub async fn ready(&self) {
+        if self.synced.load(Ordering::Acquire) {
+            return;
+        }
+        macro_rules! settle {
+            ($store:expr) => {
+                while tokio::time::timeout(Duration::from_millis(50), $store.wait_until_ready())
+                    .await
+                    .is_err()
+                {}
+            };
+        }
+        settle!(self.offers);
+        settle!(self.delegations);
+        settle!(self.namespaces);
+        settle!(self.cluster_roles);
+        settle!(self.role_bindings);
+        settle!(self.roles);
+        settle!(self.revisions);
+        self.synced.store(true, Ordering::Release);
+    }
+
+    /// Tenancy and deletion state of namespace `name`; `None` when it does
+    /// not exist.
+    pub fn namespace_info(&self, name: &str) -> Option<NamespaceInfo> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|ns| NamespaceInfo {
+                tenant: tenancy::tenant_of(name, ns.labels()),
+                terminating: ns.metadata.deletion_timestamp.is_some(),
+            })
+    }
+
+    /// The delegations of offer `namespace/name`.
+    pub fn delegations_of_offer(&self, namespace: &str, name: &str) -> Vec<Arc<Delegation>> {
+        indexed(
+            &self.delegations_by_offer,
+            &self.delegations,
+            &keys::namespaced(namespace, name),
+        )
+    }
+
+    /// The managed RoleBindings of delegation `namespace/name`.
+    pub fn role_bindings_of(&self, namespace: &str, name: &str) -> Vec<Arc<RoleBinding>> {
+        indexed(
+            &self.role_bindings_by_delegation,
+            &self.role_bindings,
+            &keys::namespaced(namespace, name),
+        )
+    }
+
+    /// The managed Roles of delegation `namespace/name`.
+    pub fn roles_of(&self, namespace: &str, name: &str) -> Vec<Arc<Role>> {
+        indexed(
+            &self.roles_by_delegation,
+            &self.roles,
+            &keys::namespaced(namespace, name),
+        )
+    }
+
+    /// The snapshots labeled for delegation `namespace/name` that live in its
+    /// namespace.
+    pub fn revisions_of(&self, namespace: &str, name: &str) -> Vec<Arc<ControllerRevision>> {
+        indexed(
+            &self.revisions_by_delegation,
+            &self.revisions,
+            &keys::namespaced(namespace, name),
+        )
+        .into_iter()
+        .filter(|r| r.namespace().as_deref() == Some(namespace))
+        .collect()
+    }
+}
+
+/// The cached objects of `store` that `index` lists under `key`.
+fn indexed<K>(index: &Index<K>, store: &Store<K>, key: &str) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    index
+        .get(key)
+        .iter()
+        .filter_map(|object| store.get(object))
+        .collect()
+}
+
+/// For `reflect`: cache an object as the watch delivers it.
+fn keep_all<K>(_: &mut K) {}
+
+/// A store and the event stream that fills it, feeding `indexes` on the way;
+/// `trim` shrinks each object before it is cached.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    indexes: Vec<Arc<Index<K>>>,
+    namespaces: Option<Arc<BTreeSet<String>>>,
+    trim: fn(&mut K),
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    // managedFields are never read here and are often the largest part of an
+    // object: dropping them before caching halves the operator's memory.
+    let events = watcher(api, config)
+        .modify(move |object| {
+            object.meta_mut().managed_fields = None;
+            trim(object);
+        })
+        .try_filter_map(move |event| {
+            let keep = |object: &K| {
+                namespaces.as_ref().is_none_or(|set| {
+                    object
+                        .meta()
+                        .namespace
+                        .as_ref()
+                        .is_some_and(|ns| set.contains(ns))
+                })
+            };
+            let kept = match event {
+                watcher::Event::Apply(o)
+                | watcher::Event::Delete(o)
+                | watcher::Event::InitApply(o)
+                    if !keep(&o) =>
+                {
+                    None
+                }
+                other => Some(other),
+            };
+            futures::future::ready(Ok(kept))
+        });
+    let stream = reflector::reflector(writer, events)
+        .inspect_ok(move |event| {
+            for index in &indexes {
+                index.observe(event);
+            }
+        })
+        .default_backoff()
+        .touched_objects();
+    (store, stream)
+}

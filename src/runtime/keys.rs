@@ -1,0 +1,84 @@
+//! The string keys the runtime files objects under, each format built in
+//! one place: `namespace/name` in the secondary indexes (the kind is the
+//! index's own), `Kind/namespace/name` where objects of both kinds share a
+//! map (retry counts, the own-writes tracker).
+
+use crate::api::Delegation;
+use crate::domain::names;
+use kube::Resource;
+use kube::runtime::reflector::ObjectRef;
+use std::collections::BTreeMap;
+
+/// `namespace/name`: an object of a kind known from context.
+pub fn namespaced(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// `Kind/namespace/name`: an object of any kind.
+pub fn object<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The delegation a managed object belongs to, from its labels.
+pub fn delegation_of(labels: &BTreeMap<String, String>) -> Option<ObjectRef<Delegation>> {
+    Some(
+        ObjectRef::new(labels.get(names::DELEGATION_LABEL)?)
+            .within(labels.get(names::DELEGATION_NAMESPACE_LABEL)?),
+    )
+}
+
+/// Index keys of a managed object: its delegation, from its labels.
+pub fn owner_keys<K: Resource>(object: &K) -> Vec<String> {
+    object
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(delegation_of)
+        .map(|owner| namespaced(owner.namespace.as_deref().unwrap_or_default(), &owner.name))
+        .into_iter()
+        .collect()
+}
+
+/// Index key of a delegation by offer: the offer's `namespace/name`.
+pub fn offer_keys(delegation: &Delegation) -> Vec<String> {
+    let offer = &delegation.spec.offer_ref;
+    vec![namespaced(&offer.namespace, &offer.name)]
+}
+
+/// Index keys of a delegation by namespace: those it delegates and its own.
+pub fn namespace_keys(delegation: &Delegation) -> Vec<String> {
+    let mut keys = delegation.target_namespaces();
+    keys.extend(delegation.metadata.namespace.clone());
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    #[test]
+    fn keys_have_one_format_each() {
+        let d = fixtures::delegation("cust", "dlg", ("provider", "offer"), "p", "1.0.0", None);
+        assert_eq!(object(&d), "Delegation/cust/dlg");
+        assert_eq!(offer_keys(&d), vec!["provider/offer".to_string()]);
+        assert_eq!(namespace_keys(&d), vec!["cust".to_string()]);
+        let labels = names::managed_labels(
+            &d,
+            &fixtures::accepted(("provider", "offer"), "acme", "p", "1.0.0", Vec::new()),
+        );
+        let owner = delegation_of(&labels).expect("owner");
+        assert_eq!(
+            (owner.namespace.as_deref(), owner.name.as_str()),
+            (Some("cust"), "dlg")
+        );
+    }
+}
