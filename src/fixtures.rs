@@ -8,7 +8,7 @@
 
 use crate::api::{
     Authorization, Delegation, DelegationSpec, ManagedServiceOffer, ManagedServiceOfferSpec,
-    NamespaceName, OfferRef, Plan, Principal, PrincipalKind, Provider, Visibility,
+    NamespaceName, OfferRef, Plan, Principal, PrincipalKind, Provider, RoleName, Visibility,
 };
 use crate::domain::consent::AcceptedPlan;
 
@@ -95,9 +95,17 @@ pub fn delegation(
             plan_version: version.into(),
             namespaces: namespaces
                 .map(|list| list.into_iter().map(|n| NamespaceName(n.into())).collect()),
+            acknowledged_workload_roles: None,
         },
     );
     delegation.metadata.namespace = Some(namespace.into());
+    delegation
+}
+
+/// `delegation`, acknowledging that `roles` can run workloads.
+pub fn acknowledging(mut delegation: Delegation, roles: &[&str]) -> Delegation {
+    delegation.spec.acknowledged_workload_roles =
+        Some(roles.iter().map(|r| RoleName((*r).into())).collect());
     delegation
 }
 
@@ -123,5 +131,8 @@ pub fn accepted(
         plan: plan.into(),
         version: version.into(),
         authorizations,
+        offer_uid: None,
+        digest: None,
+        stamp: None,
     }
 }

@@ -509,16 +509,19 @@ async fn grants_follow_the_accepted_version_until_the_customer_raises_it() {
         matches!(configmaps.create(&PostParams::default(), &cm).await, Err(kube::Error::Api(s)) if s.code == 403)
     );
 
-    // The customer accepts 2.0.0.
+    // The customer accepts 2.0.0, knowingly: its role can run workloads.
     apply(
         &admin,
-        &delegation(
-            &w.customer,
-            "ops",
-            (&w.provider, "ops"),
-            "std",
-            "2.0.0",
-            None,
+        &msp_operator::fixtures::acknowledging(
+            delegation(
+                &w.customer,
+                "ops",
+                (&w.provider, "ops"),
+                "std",
+                "2.0.0",
+                None,
+            ),
+            &["msp-operator:operator"],
         ),
     )
     .await;
@@ -899,6 +902,15 @@ async fn a_user_cannot_make_the_operator_bind_where_they_could_not() {
                 api_groups: Some(vec!["rbac.authorization.k8s.io".into()]),
                 resources: Some(vec!["rolebindings".into()]),
                 verbs: vec!["create".into()],
+                ..Default::default()
+            },
+            // Kubernetes' own rule: she may grant the reader role because
+            // she may bind it (tests/attacks.rs shows the refusal without).
+            PolicyRule {
+                api_groups: Some(vec!["rbac.authorization.k8s.io".into()]),
+                resources: Some(vec!["clusterroles".into()]),
+                verbs: vec!["bind".into()],
+                resource_names: Some(vec!["msp-operator:reader".into()]),
                 ..Default::default()
             },
         ]),

@@ -422,8 +422,8 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
                 ("Role", 1),
                 ("RoleBinding", 1),
                 ("ServiceAccount", 1),
-                ("ValidatingAdmissionPolicy", 2),
-                ("ValidatingAdmissionPolicyBinding", 2),
+                ("ValidatingAdmissionPolicy", 6),
+                ("ValidatingAdmissionPolicyBinding", 6),
             ]
             .map(|(k, n)| (k.to_string(), n))
         ),
@@ -793,7 +793,7 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
         vec![RELEASE],
         "delegableRoles.install=false leaves only the operator's own ClusterRole"
     );
-    assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 2);
+    assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 6);
 
     let objects = render(&["admissionPolicies.install=false"]);
     assert!(of_kind(&objects, "ValidatingAdmissionPolicy").is_empty());

@@ -50,7 +50,30 @@ pub struct DelegationSpec {
     #[schemars(length(min = 1, max = 20))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub namespaces: Option<Vec<NamespaceName>>,
+    /// ClusterRoles of the plan that can run workloads, which the customer
+    /// accepts knowingly (0 to 20). Whoever may create or change Pods,
+    /// Deployments, Jobs and the like, or proxy into Pods, can run a Pod as
+    /// any ServiceAccount of the namespace and read every Secret it mounts. A
+    /// plan version granting such a role is refused (reason
+    /// `WorkloadAccessNotAcknowledged`) until the role is listed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub acknowledged_workload_roles: Option<Vec<RoleName>>,
 }
+
+/// A ClusterRole name.
+#[derive(
+    JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
+#[serde(transparent)]
+pub struct RoleName(
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.:]{0,251}[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    pub String,
+);
 
 /// A namespace name.
 #[derive(
@@ -101,6 +124,15 @@ pub struct DelegationStatus {
     /// The plan version whose grants are in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_version: Option<String>,
+    /// The plan version the customer's consent is recorded for; it stays
+    /// while a refusal holds the grants back, so a lost consent record is
+    /// recognised as lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_version: Option<String>,
+    /// sha256 of the content accepted (plan, version, authorizations): what
+    /// the customer consented to, whatever the offer publishes later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_digest: Option<String>,
     /// The plan's latest published version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_version: Option<String>,
@@ -126,6 +158,15 @@ pub struct NamespaceStatus {
 }
 
 impl Delegation {
+    /// True when the customer acknowledged that `role` can run workloads.
+    pub fn acknowledges_workload_role(&self, role: &str) -> bool {
+        self.spec
+            .acknowledged_workload_roles
+            .iter()
+            .flatten()
+            .any(|r| r.0 == role)
+    }
+
     /// The delegated namespaces: `spec.namespaces`, or the Delegation's own.
     pub fn target_namespaces(&self) -> Vec<String> {
         match &self.spec.namespaces {

@@ -160,10 +160,12 @@ pub enum PrincipalKind {
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.kind == 'ServiceAccount' || !has(self.__namespace__)").message("principal.namespace is only for ServiceAccount principals"))]
+#[x_kube(validation = Rule::new("!self.name.startsWith('system:')").message("principal.name must not start with \"system:\": system identities (system:authenticated, system:masters, system:serviceaccount:<ns>:<name>, …) stand for everyone or for someone else's accounts; name a user or group of the provider, or a ServiceAccount of the offer's namespace by kind ServiceAccount"))]
+#[x_kube(validation = Rule::new("self.kind != 'ServiceAccount' || self.name.matches('^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$')").message("principal.name of a ServiceAccount must be a ServiceAccount name (lowercase letters, digits, '-' and '.')"))]
 pub struct Principal {
     /// `User`, `Group` or `ServiceAccount`.
     pub kind: PrincipalKind,
-    /// User, group or ServiceAccount name.
+    /// User, group or ServiceAccount name; never a `system:` identity.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// For a ServiceAccount: its namespace, which must be the offer's own

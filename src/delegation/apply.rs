@@ -1,8 +1,8 @@
 //! Step 4, apply: make the cluster hold what was built, writing only what
 //! differs from the caches. In order: the Delegation's own labels and
-//! cleanup finalizer, the consent snapshot of a newly accepted version, the
-//! grants (created, repaired, or pruned), and last the snapshots of versions
-//! no longer accepted.
+//! cleanup finalizer, (the consent record, [`crate::delegation::consent`]),
+//! the grants (created, repaired, or pruned), and last the records of
+//! versions and generations no longer in force.
 
 use crate::api::Delegation;
 use crate::delegation::build::{self, Desired};
@@ -16,7 +16,7 @@ use crate::runtime::writer::Writer;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -32,6 +32,10 @@ pub struct Applied {
     pub changed: usize,
     /// Per namespace: the first error.
     pub errors: BTreeMap<String, String>,
+    /// Per namespace: desired RoleBindings that could not be written (failed,
+    /// or skipped after a failure there), so status counts only what is in
+    /// place.
+    pub missing_bindings: BTreeMap<String, usize>,
 }
 
 impl Applied {
@@ -79,8 +83,14 @@ impl Superseded {
         }
     }
 
-    /// Records a write of the Delegation that returned `written` (if known).
+    /// Records a write of the Delegation that returned resourceVersion
+    /// `written`. A write that changed nothing returns a version already
+    /// superseded; no watch event follows it, so it is not recorded (a
+    /// reconcile would otherwise wait for an event that never comes).
     pub fn record(&mut self, writer: &Writer, written: Option<String>) {
+        if written.as_ref().is_some_and(|w| self.versions.contains(w)) {
+            return;
+        }
         writer.own_writes.record(&self.key, &self.versions);
         self.versions.extend(written);
     }
@@ -131,32 +141,6 @@ pub async fn metadata(
         .await?;
     superseded.record(writer, written.resource_version());
     Ok(())
-}
-
-/// Writes the consent snapshot of a version accepted for the first time.
-pub async fn consent(
-    writer: &Writer,
-    delegation: &Delegation,
-    decision: &Decision,
-) -> Result<(), Error> {
-    let Ok(accepted) = &decision.outcome else {
-        return Ok(());
-    };
-    if !accepted.new_snapshot {
-        return Ok(());
-    }
-    let Some(revision) = snapshot::to_revision(delegation, &accepted.plan) else {
-        return Ok(());
-    };
-    let api: Api<ControllerRevision> = writer.api(&delegation.namespace().unwrap_or_default());
-    match writer
-        .limited(api.create(&PostParams::default(), &revision))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Creates, repairs and prunes the delegation's Roles and RoleBindings so
@@ -234,6 +218,7 @@ async fn role_bindings(
         .filter_map(|binding| {
             let ns = binding.namespace().unwrap_or_default();
             if applied.errors.contains_key(&ns) {
+                *applied.missing_bindings.entry(ns).or_default() += 1;
                 return None;
             }
             let existing = ctx
@@ -269,6 +254,9 @@ async fn role_bindings(
         })
         .collect();
     for (ns, existed, result) in side_by_side(ctx, writes).await {
+        if result.is_err() {
+            *applied.missing_bindings.entry(ns.clone()).or_default() += 1;
+        }
         applied.count_write(ns, existed || previously_ready, result);
     }
 }

@@ -1,18 +1,26 @@
 //! Step 6, cleanup: when a Delegation is deleted, remove every grant object
 //! it made (they live in other namespaces, where owner references cannot
-//! reach), then release the cleanup finalizer.
+//! reach), then release the cleanup finalizer. A periodic sweep removes what
+//! escapes that path, so nothing the operator made outlives its Delegation.
 
 use crate::api::Delegation;
 use crate::delegation::events;
 use crate::domain::names;
+use crate::runtime::context::Context;
 use crate::runtime::errors::Error;
 use crate::runtime::events::EventType;
+use crate::runtime::keys;
 use crate::runtime::writer::Writer;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::NamespaceResourceScope;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::info;
 
 /// Removes the grants of a deleted `delegation` and then its finalizer (if
@@ -36,8 +44,11 @@ async fn revoke_all(writer: &Writer, delegation: &Delegation) -> Result<(), Erro
     let name = delegation.name_any();
     // A LIST here, once per deletion: cleanup must not trust a cache that may
     // lag behind a grant written a moment ago.
+    // Only what carries the operator's mark: it never deletes what it did
+    // not make.
     let selector = format!(
-        "{}={},{}={}",
+        "{},{}={},{}={}",
+        names::MANAGED_SELECTOR,
         names::DELEGATION_NAMESPACE_LABEL,
         namespace,
         names::DELEGATION_LABEL,
@@ -109,5 +120,155 @@ async fn release_finalizer(
         // Already gone: a stale event after the finalizer was removed.
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// How often the caches are searched for orphans.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// Objects younger than this are never orphans yet: their Delegation may not
+/// be in the cache yet.
+const ORPHAN_MIN_AGE: Duration = Duration::from_secs(30);
+
+/// The managed objects whose Delegation no longer exists, by kind (pure over
+/// cache snapshots): `exists` says whether a Delegation is known, `in_scope`
+/// whether its namespace is this operator's to act on, `old_enough` whether
+/// an object is past [`ORPHAN_MIN_AGE`].
+pub fn orphans<K: Resource<DynamicType = ()>>(
+    objects: &[Arc<K>],
+    exists: impl Fn(&ObjectRef<Delegation>) -> bool,
+    in_scope: impl Fn(&str) -> bool,
+    old_enough: impl Fn(&K) -> bool,
+) -> Vec<Arc<K>> {
+    objects
+        .iter()
+        .filter(|o| {
+            keys::delegation_of(o.labels()).is_some_and(|owner| {
+                in_scope(owner.namespace.as_deref().unwrap_or_default())
+                    && !exists(&owner)
+                    && old_enough(o)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+/// Deletes grants and consent records that outlived their Delegation, every
+/// [`SWEEP_INTERVAL`], until `shutdown`: cleanup normally runs behind the
+/// finalizer, and this catches what escaped it (a finalizer removed by hand,
+/// the operator down during a deletion). Only objects carrying the managed
+/// label are considered, and only those of Delegations this operator acts on.
+pub async fn sweep(ctx: Arc<Context>, shutdown: impl Future<Output = ()>) {
+    let work = async {
+        ctx.caches_ready().await;
+        loop {
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            let removed = sweep_once(&ctx).await;
+            if removed > 0 {
+                info!(removed, "removed grants that outlived their Delegation");
+                ctx.settings.metrics.orphans_removed.inc_by(removed as u64);
+            }
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = shutdown => {}
+    }
+}
+
+/// One sweep; returns how many objects it deleted.
+async fn sweep_once(ctx: &Context) -> usize {
+    let scope = &ctx.settings.watch_namespaces;
+    let in_scope = |ns: &str| scope.is_empty() || scope.iter().any(|s| s == ns);
+    let exists = |d: &ObjectRef<Delegation>| ctx.caches.delegations.get(d).is_some();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let old_enough = |meta: &kube::api::ObjectMeta| {
+        meta.creation_timestamp
+            .as_ref()
+            .is_some_and(|t| now.duration_since(t.0).as_secs() >= ORPHAN_MIN_AGE.as_secs() as i64)
+    };
+    let bindings = orphans(
+        &ctx.caches.role_bindings.state(),
+        exists,
+        in_scope,
+        |o: &RoleBinding| old_enough(&o.metadata),
+    );
+    let roles = orphans(&ctx.caches.roles.state(), exists, in_scope, |o: &Role| {
+        old_enough(&o.metadata)
+    });
+    let records = orphans(
+        &ctx.caches.revisions.state(),
+        exists,
+        in_scope,
+        |o: &ControllerRevision| old_enough(&o.metadata),
+    );
+    delete_all(&ctx.writer, bindings).await
+        + delete_all(&ctx.writer, roles).await
+        + delete_all(&ctx.writer, records).await
+}
+
+/// Deletes `objects`; returns how many it deleted.
+async fn delete_all<K>(writer: &Writer, objects: Vec<Arc<K>>) -> usize
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let mut removed = 0;
+    for object in objects {
+        let api: Api<K> = writer.api(&object.namespace().unwrap_or_default());
+        match writer
+            .limited(api.delete(&object.name_any(), &DeleteParams::default()))
+            .await
+        {
+            Ok(_) => removed += 1,
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(error = %e, object = %object.name_any(), "cannot remove an orphaned grant")
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::names;
+
+    fn binding(delegation_ns: &str, delegation: &str) -> Arc<RoleBinding> {
+        let mut rb = RoleBinding::default();
+        rb.metadata.labels = Some(
+            [
+                (
+                    names::DELEGATION_NAMESPACE_LABEL.to_string(),
+                    delegation_ns.to_string(),
+                ),
+                (names::DELEGATION_LABEL.to_string(), delegation.to_string()),
+            ]
+            .into(),
+        );
+        Arc::new(rb)
+    }
+
+    #[test]
+    fn orphans_are_grants_of_delegations_that_are_gone() {
+        let objects = vec![
+            binding("c", "live"),
+            binding("c", "gone"),
+            binding("elsewhere", "gone"),
+            Arc::new(RoleBinding::default()),
+        ];
+        let exists = |d: &ObjectRef<Delegation>| d.name == "live";
+        let found = orphans(&objects, exists, |ns| ns == "c", |_| true);
+        assert_eq!(
+            found.len(),
+            1,
+            "only the in-scope grant of a deleted Delegation"
+        );
+        assert!(
+            orphans(&objects, exists, |ns| ns == "c", |_| false).is_empty(),
+            "too young"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! A reconcile is a pipeline with one file per step:
 //! [`resolve`] everything from the watch caches (no LIST per reconcile) →
 //! [`validate`] (pure: accept a plan version or refuse with a reason) →
-//! [`build`] the desired RBAC objects (pure) → [`apply`] only what differs
+//! [`consent`] (a consent never recorded before is checked against the
+//! consenter's own rights, then recorded) → [`build`] the desired RBAC
+//! objects (pure) → [`apply`] only what differs
 //! (and prune what no longer belongs) → [`status`] written only when it
 //! changed, with its [`events`]. When everything already matches, a
 //! reconcile writes nothing. A deleted Delegation goes to [`cleanup`].
@@ -13,6 +15,7 @@
 pub mod apply;
 pub mod build;
 pub mod cleanup;
+pub mod consent;
 pub mod events;
 pub mod resolve;
 pub mod snapshot;
@@ -20,6 +23,7 @@ pub mod status;
 pub mod validate;
 
 use crate::api::Delegation;
+use crate::domain::delegability::RoleCatalog;
 use crate::runtime::context::Context;
 use crate::runtime::errors::{self, Error};
 use crate::runtime::keys;
@@ -65,11 +69,12 @@ async fn grant(delegation: &Delegation, ctx: &Context) -> Result<Action, Error> 
     let mut superseded = apply::Superseded::new(key, delegation);
 
     let resolved = resolve::resolve(&ctx.caches, delegation);
-    let decision = validate::decide_resolved(delegation, &resolved);
-    let desired = build::for_decision(delegation, &decision);
+    let mut decision = validate::decide_resolved(delegation, &resolved);
 
     apply::metadata(&ctx.writer, delegation, &mut superseded).await?;
-    apply::consent(&ctx.writer, delegation, &decision).await?;
+    let roles = RoleCatalog::new(&resolved.cluster_roles);
+    consent::record(&ctx.writer, delegation, &mut decision, &roles).await?;
+    let desired = build::for_decision(delegation, &decision);
     let applied = apply::grants(ctx, delegation, &desired).await;
     apply::retired_snapshots(&ctx.writer, delegation, &decision, &resolved, &applied).await?;
 

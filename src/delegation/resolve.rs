@@ -20,12 +20,15 @@ pub struct Resolved {
     pub offer: Option<Arc<ManagedServiceOffer>>,
     /// The Delegation's consent snapshots (every version it still keeps).
     pub revisions: Vec<Arc<ControllerRevision>>,
-    /// The snapshot of the requested version, if it was accepted before.
+    /// The consent record covering the Delegation as it is now, if any.
     pub snapshot: Option<AcceptedPlan>,
+    /// The content accepted for the requested version under an earlier
+    /// generation of the Delegation, if any.
+    pub carried: Option<AcceptedPlan>,
     /// Every ClusterRole, for delegability.
     pub cluster_roles: Vec<Arc<ClusterRole>>,
-    /// The Delegation's own namespace and those it delegates, with their
-    /// tenancy (absent: no such namespace).
+    /// The Delegation's own namespace, those it delegates and the offer's,
+    /// with their tenancy (absent: no such namespace).
     pub namespaces: BTreeMap<String, NamespaceInfo>,
 }
 
@@ -37,17 +40,18 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
         .offers
         .get(&ObjectRef::new(&offer_ref.name).within(&offer_ref.namespace));
     let revisions = caches.revisions_of(&namespace, &delegation.name_any());
-    let snapshot = snapshot::find(delegation, revisions.iter().map(|r| r.as_ref())).map(|(_, p)| p);
+    let found = snapshot::find(delegation, revisions.iter().map(|r| r.as_ref()));
     let namespaces = delegation
         .target_namespaces()
         .into_iter()
-        .chain(std::iter::once(namespace))
+        .chain([namespace, offer_ref.namespace.clone()])
         .filter_map(|n| caches.namespace_info(&n).map(|info| (n, info)))
         .collect();
     Resolved {
         offer,
         revisions,
-        snapshot,
+        snapshot: found.current.map(|(_, plan)| plan),
+        carried: found.carried,
         cluster_roles: caches.cluster_roles.state(),
         namespaces,
     }

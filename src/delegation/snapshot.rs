@@ -27,6 +27,7 @@ pub fn to_revision(delegation: &Delegation, plan: &AcceptedPlan) -> Option<Contr
         &plan.offer_name,
         &plan.plan,
         &plan.version,
+        plan.stamp.as_ref().map(|s| s.generation),
     );
     let mut labels = names::managed_labels(delegation, plan);
     labels.insert(names::VERSION_LABEL.into(), plan.version.clone());
@@ -78,22 +79,48 @@ pub fn from_revision(revision: &ControllerRevision) -> Option<AcceptedPlan> {
     }
 }
 
-/// The snapshot of `delegation`'s requested version among `revisions` (those
-/// labeled for it), checking the owner uid so a recreated Delegation of the
-/// same name never inherits an older consent.
+/// The consent records of `delegation`'s requested version.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Found {
+    /// The record that covers the Delegation as it is now (its generation,
+    /// or a record of 0.1.0), with its name.
+    pub current: Option<(String, AcceptedPlan)>,
+    /// A record of the same version for an earlier generation: its content
+    /// is what the customer accepted for this version, so it carries over
+    /// (re-verified and re-stamped) when the Delegation changes.
+    pub carried: Option<AcceptedPlan>,
+}
+
+/// The records of `delegation`'s requested version among `revisions` (those
+/// labeled for it). Only revisions owned by this Delegation (by uid, so a
+/// recreated Delegation of the same name never inherits an older consent)
+/// and whose content still matches its digest count.
 pub fn find<'a>(
     delegation: &Delegation,
     revisions: impl IntoIterator<Item = &'a ControllerRevision>,
-) -> Option<(String, AcceptedPlan)> {
-    let uid = delegation.uid()?;
-    revisions.into_iter().find_map(|revision| {
+) -> Found {
+    let mut found = Found::default();
+    let Some(uid) = delegation.uid() else {
+        return found;
+    };
+    for revision in revisions {
         let owned = revision
             .owner_references()
             .iter()
             .any(|o| o.uid == uid && o.controller == Some(true));
-        let plan = from_revision(revision)?;
-        (owned && plan.matches(delegation)).then(|| (revision.name_any(), plan))
-    })
+        let Some(plan) = from_revision(revision) else {
+            continue;
+        };
+        if !owned || !plan.matches(delegation) || !plan.intact() {
+            continue;
+        }
+        if plan.current_for(delegation) {
+            found.current = Some((revision.name_any(), plan));
+        } else {
+            found.carried = Some(plan);
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -128,7 +155,7 @@ mod tests {
         let mut compacted = to_revision(&d, &plan()).expect("revision");
         compact(&mut compacted);
         assert_eq!(
-            find(&d, [&compacted]).map(|(_, p)| p),
+            find(&d, [&compacted]).current.map(|(_, p)| p),
             Some(plan()),
             "find reads compacted snapshots"
         );
@@ -143,6 +170,41 @@ mod tests {
         )));
         // As cached: compact() drops it, so find() has nothing to read.
         compact(&mut forged);
-        assert_eq!(find(&d, [&forged]), None);
+        assert_eq!(find(&d, [&forged]), Found::default());
+    }
+
+    #[test]
+    fn records_of_other_generations_carry_content_over() {
+        use crate::domain::consent::Consenter;
+        let mut d = delegation();
+        d.metadata.generation = Some(1);
+        let first = plan().stamped(Consenter::default(), 1);
+        let revision = to_revision(&d, &first).expect("revision");
+        assert_eq!(
+            find(&d, [&revision]).current.map(|(_, p)| p),
+            Some(first.clone())
+        );
+        d.metadata.generation = Some(2);
+        let found = find(&d, [&revision]);
+        assert_eq!(found.current, None);
+        assert_eq!(found.carried, Some(first.clone()));
+        let second = to_revision(&d, &first.stamped(Consenter::default(), 2)).expect("revision");
+        assert_ne!(
+            second.metadata.name, revision.metadata.name,
+            "a name per generation"
+        );
+    }
+
+    #[test]
+    fn a_record_whose_content_no_longer_matches_its_digest_is_ignored() {
+        let d = delegation();
+        let mut tampered = plan().stamped(Default::default(), 0);
+        tampered.authorizations.push(crate::fixtures::auth(
+            crate::api::PrincipalKind::User,
+            "mallory",
+            "reader",
+        ));
+        let revision = to_revision(&d, &tampered).expect("revision");
+        assert_eq!(find(&d, [&revision]), Found::default());
     }
 }

@@ -37,9 +37,18 @@ pub fn compute(
     let mut conditions = Conditions::new(previous, generation, at);
     let mut namespaces = Vec::new();
     let mut applied_version = None;
+    // A refusal keeps the record of what was consented to for this version.
+    let (mut accepted_version, mut accepted_digest) = delegation
+        .status
+        .as_ref()
+        .filter(|s| s.accepted_version.as_deref() == Some(delegation.spec.plan_version.as_str()))
+        .map(|s| (s.accepted_version.clone(), s.accepted_digest.clone()))
+        .unwrap_or_default();
     match &decision.outcome {
         Ok(accepted) => {
             applied_version = Some(accepted.plan.version.clone());
+            accepted_version = Some(accepted.plan.version.clone());
+            accepted_digest = Some(accepted.plan.content_digest());
             namespaces = namespace_statuses(accepted, desired, applied);
             accepted_conditions(&mut conditions, accepted, &namespaces, applied);
         }
@@ -73,6 +82,8 @@ pub fn compute(
         managed_by_tenant: decision.managed_by_tenant.clone(),
         customer_tenant: Some(decision.customer_tenant.clone()),
         applied_version,
+        accepted_version,
+        accepted_digest,
         latest_version: decision.latest_version.clone(),
         namespaces,
     }
@@ -105,10 +116,17 @@ fn namespace_statuses(
                     (false, Some("namespace is being deleted".into()))
                 }
             };
+            // What is in place: every desired binding where the namespace
+            // is grantable, less those that could not be written.
+            let missing = applied.missing_bindings.get(ns).copied().unwrap_or(0) as i32;
+            let in_place = match state {
+                NamespaceState::Grantable => (bindings - missing).max(0),
+                _ => 0,
+            };
             NamespaceStatus {
                 name: ns.clone(),
                 ready,
-                bindings: if ready { bindings } else { 0 },
+                bindings: in_place,
                 message,
             }
         })
@@ -233,6 +251,8 @@ pub fn same(a: &Option<DelegationStatus>, b: &DelegationStatus) -> bool {
         && a.managed_by_tenant == b.managed_by_tenant
         && a.customer_tenant == b.customer_tenant
         && a.applied_version == b.applied_version
+        && a.accepted_version == b.accepted_version
+        && a.accepted_digest == b.accepted_digest
         && a.latest_version == b.latest_version
         && a.namespaces == b.namespaces
 }
@@ -249,15 +269,35 @@ pub async fn write(
         return Ok(false);
     }
     let api: kube::Api<Delegation> = writer.api(&delegation.namespace().unwrap_or_default());
-    writer
+    let written = writer
         .limited(api.patch_status(
             &delegation.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
+            &Patch::Merge(json!({ "status": merge_patch(delegation.status.as_ref(), status) })),
         ))
         .await?;
-    superseded.record(writer, None);
+    superseded.record(writer, written.resource_version());
     Ok(true)
+}
+
+/// `next` as a JSON merge patch over `previous`: fields `next` leaves out
+/// (a refusal has no `appliedVersion`) are set to null, so the stored status
+/// never keeps a stale value (merge patches keep what they do not name).
+pub fn merge_patch(
+    previous: Option<&DelegationStatus>,
+    next: &DelegationStatus,
+) -> serde_json::Value {
+    let mut patch = serde_json::to_value(next).unwrap_or_default();
+    if let (Some(previous), Some(fields)) = (
+        previous.and_then(|p| serde_json::to_value(p).ok()),
+        patch.as_object_mut(),
+    ) && let Some(old) = previous.as_object()
+    {
+        for key in old.keys() {
+            fields.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    patch
 }
 
 #[cfg(test)]
@@ -420,6 +460,7 @@ mod tests {
         let d = delegation();
         let applied = Applied {
             errors: [("cust-b".to_string(), "forbidden".to_string())].into(),
+            missing_bindings: [("cust-b".to_string(), 1)].into(),
             ..Applied::default()
         };
         let s = status_of(&d, &both_grantable(), &applied, 10);
@@ -430,7 +471,10 @@ mod tests {
         );
         assert!(s.namespaces[0].ready);
         assert!(!s.namespaces[1].ready);
-        assert_eq!(s.namespaces[1].bindings, 0);
+        assert_eq!(
+            s.namespaces[1].bindings, 1,
+            "of two grants one failed: status counts the one in place"
+        );
         assert_eq!(
             s.namespaces[1].message.as_deref(),
             Some("applying grants failed: forbidden")
@@ -531,6 +575,35 @@ mod tests {
             .find(|c| c.type_ == types::OFFER_AVAILABLE)
             .expect("condition");
         assert_eq!(offer.message, "offer provider/offer does not exist");
+    }
+
+    #[test]
+    fn a_refusal_clears_what_the_accepted_status_said() {
+        let mut d = delegation();
+        let granted = status_of(&d, &both_grantable(), &Applied::default(), 10);
+        d.status = Some(granted.clone());
+        let refusal = Decision {
+            outcome: Err(Refused {
+                reason: Reason::RoleNotDelegable,
+                message: "role".into(),
+            }),
+            ..both_grantable()
+        };
+        let refused = status_of(&d, &refusal, &Applied::default(), 20);
+        let patch = merge_patch(Some(&granted), &refused);
+        assert_eq!(patch["appliedVersion"], serde_json::Value::Null);
+        assert_eq!(
+            patch["acceptedDigest"],
+            granted.accepted_digest.clone().expect("digest"),
+            "what was consented to stays recorded while refused"
+        );
+        assert_eq!(patch["acceptedVersion"], "1.0.0");
+        assert_eq!(patch["namespaces"], serde_json::json!([]));
+        assert_eq!(merge_patch(None, &refused).get("appliedVersion"), None);
+        // A new version forgets the old consent's digest.
+        d.spec.plan_version = "2.0.0".into();
+        let moved = status_of(&d, &refusal, &Applied::default(), 30);
+        assert_eq!(moved.accepted_digest, None);
     }
 
     #[test]

@@ -68,12 +68,18 @@ pub struct Inputs<'a> {
     pub delegation: &'a Delegation,
     /// The referenced offer, if it exists.
     pub offer: Option<&'a ManagedServiceOffer>,
-    /// The snapshot of the requested version, if one was accepted before.
+    /// The consent record covering the Delegation as it is now, if any.
     pub snapshot: Option<AcceptedPlan>,
+    /// The content accepted for the requested version under an earlier
+    /// generation of the Delegation (it carries over; the live offer never
+    /// replaces it).
+    pub carried: Option<AcceptedPlan>,
     /// Namespace facts by name (`None`: no such namespace).
     pub namespace: &'a dyn Fn(&str) -> Option<NamespaceInfo>,
     /// Delegability of a ClusterRole by name.
     pub role: &'a dyn Fn(&str) -> Result<(), Refusal>,
+    /// What a ClusterRole lets its holder do with workloads (empty: nothing).
+    pub workload: &'a dyn Fn(&str) -> Vec<String>,
 }
 
 /// Decides what `delegation` may be granted from what was resolved for it.
@@ -83,12 +89,14 @@ pub fn decide_resolved(delegation: &Delegation, resolved: &Resolved) -> Decision
         delegation,
         offer: resolved.offer.as_deref(),
         snapshot: resolved.snapshot.clone(),
+        carried: resolved.carried.clone(),
         namespace: &|n| resolved.namespaces.get(n).cloned(),
         role: &|r| catalog.check(r),
+        workload: &|r| catalog.workload_power(r),
     })
 }
 
-fn refused(reason: Reason, message: String) -> Result<Accepted, Refused> {
+fn refused<T>(reason: Reason, message: String) -> Result<T, Refused> {
     Err(Refused { reason, message })
 }
 
@@ -104,19 +112,90 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
     let current_plan = inputs
         .offer
         .and_then(|offer| offer.spec.plans.iter().find(|p| p.name == spec.plan));
+    // The provider's tenant is the tenant of the namespace its offer lives
+    // in, whatever the offer claims.
+    let offer_namespace_tenant = (inputs.namespace)(&spec.offer_ref.namespace).map(|n| n.tenant);
     let mut decision = Decision {
         customer_tenant: customer_tenant.clone(),
         managed_by_tenant: inputs
             .snapshot
             .as_ref()
             .map(|s| s.provider_tenant.clone())
+            .or_else(|| offer_namespace_tenant.clone())
             .or_else(|| inputs.offer.map(|o| o.spec.provider.tenant.clone())),
-        latest_version: current_plan.map(|p| p.version.clone()),
+        latest_version: current_plan
+            .filter(|p| visible_to(p, &customer_tenant))
+            .map(|p| p.version.clone()),
         offer_present: inputs.offer.is_some(),
         outcome: refused(Reason::Progressing, String::new()),
     };
-    decision.outcome = accept(inputs, &customer_tenant, &offer_key, current_plan);
+    decision.outcome = accept(
+        inputs,
+        &customer_tenant,
+        &offer_key,
+        current_plan,
+        offer_namespace_tenant.as_deref(),
+    );
     decision
+}
+
+/// True when the Delegation reports a consent recorded for its requested
+/// version, but no record of it exists any more (someone deleted it).
+fn record_lost(delegation: &Delegation) -> bool {
+    delegation
+        .status
+        .as_ref()
+        .and_then(|s| s.accepted_version.as_deref())
+        == Some(delegation.spec.plan_version.as_str())
+}
+
+/// A lost consent record: the live offer replaces it only when its content
+/// is exactly what the Delegation reports as accepted (`acceptedDigest`);
+/// otherwise nothing is granted.
+fn lost_record(
+    delegation: &Delegation,
+    offer_key: &str,
+    current_plan: Option<&crate::api::Plan>,
+    offer: Option<&ManagedServiceOffer>,
+) -> Result<(AcceptedPlan, bool), Refused> {
+    let accepted = delegation
+        .status
+        .as_ref()
+        .and_then(|s| s.accepted_digest.clone());
+    if let (Some(offer), Some(plan), Some(accepted)) = (offer, current_plan, accepted)
+        && plan.version == delegation.spec.plan_version
+    {
+        let live = AcceptedPlan::from_offer(offer, plan);
+        if live.digest.as_deref() == Some(accepted.as_str()) {
+            return Ok((live, true));
+        }
+    }
+    refused(
+        Reason::ConsentRecordMissing,
+        format!(
+            "the consent record of version {} of offer {offer_key} is missing and the offer no longer publishes exactly what was accepted; nothing is granted. To consent to what the offer publishes now, delete and re-create this Delegation",
+            delegation.spec.plan_version
+        ),
+    )
+}
+
+/// True when tenant `customer_tenant` may see and accept `plan`.
+fn visible_to(plan: &crate::api::Plan, customer_tenant: &str) -> bool {
+    plan.visibility == Visibility::Public
+        || plan
+            .audience
+            .iter()
+            .flatten()
+            .any(|t| t.0 == customer_tenant)
+}
+
+/// The common ground of the checks below.
+struct Context<'i> {
+    inputs: &'i Inputs<'i>,
+    customer_tenant: &'i str,
+    offer_key: &'i str,
+    current_plan: Option<&'i crate::api::Plan>,
+    offer_namespace_tenant: Option<&'i str>,
 }
 
 fn accept(
@@ -124,59 +203,16 @@ fn accept(
     customer_tenant: &str,
     offer_key: &str,
     current_plan: Option<&crate::api::Plan>,
+    offer_namespace_tenant: Option<&str>,
 ) -> Result<Accepted, Refused> {
-    let delegation = inputs.delegation;
-    let spec = &delegation.spec;
-    let (plan, new_snapshot) = match (&inputs.snapshot, inputs.offer, current_plan) {
-        (Some(snapshot), _, _) => (snapshot.clone(), false),
-        (None, None, _) => {
-            return refused(
-                Reason::OfferNotFound,
-                format!(
-                    "spec.offerRef: ManagedServiceOffer {offer_key} does not exist; check spec.offerRef.namespace and spec.offerRef.name"
-                ),
-            );
-        }
-        (None, Some(offer), None) => {
-            let available: Vec<&str> = offer.spec.plans.iter().map(|p| p.name.as_str()).collect();
-            return refused(
-                Reason::PlanNotFound,
-                format!(
-                    "spec.plan: offer {offer_key} has no plan {:?}; its plans are {}",
-                    spec.plan,
-                    available.join(", ")
-                ),
-            );
-        }
-        (None, Some(offer), Some(plan)) => {
-            if plan.version != spec.plan_version {
-                return refused(
-                    Reason::VersionNotPublished,
-                    format!(
-                        "spec.planVersion: plan {:?} of offer {offer_key} publishes version {}, not {}; set spec.planVersion to {} to accept it",
-                        plan.name, plan.version, spec.plan_version, plan.version
-                    ),
-                );
-            }
-            if plan.visibility == Visibility::Private
-                && !plan
-                    .audience
-                    .iter()
-                    .flatten()
-                    .any(|t| t.0 == customer_tenant)
-            {
-                return refused(
-                    Reason::NotInAudience,
-                    format!(
-                        "plan {:?} of offer {offer_key} is Private and tenant {customer_tenant:?} is not in its audience; ask the provider to add it",
-                        plan.name
-                    ),
-                );
-            }
-            (AcceptedPlan::from_offer(offer, plan), true)
-        }
+    let cx = Context {
+        inputs,
+        customer_tenant,
+        offer_key,
+        current_plan,
+        offer_namespace_tenant,
     };
-
+    let (plan, new_snapshot) = consented_plan(&cx)?;
     if plan.provider_tenant == customer_tenant {
         return refused(
             Reason::SameTenant,
@@ -185,10 +221,112 @@ fn accept(
             ),
         );
     }
+    let namespaces = namespace_states(&cx)?;
+    authorizations_allowed(inputs, &plan)?;
+    workloads_acknowledged(inputs, &plan)?;
+    Ok(Accepted {
+        plan,
+        new_snapshot,
+        namespaces,
+    })
+}
 
+/// What the customer consents to, and whether it still has to be recorded:
+/// the record covering the Delegation now; else the content accepted for
+/// this version before (never the live offer's); else, for a version never
+/// accepted, the live plan, when the customer may accept it.
+fn consented_plan(cx: &Context<'_>) -> Result<(AcceptedPlan, bool), Refused> {
+    let inputs = cx.inputs;
+    let delegation = inputs.delegation;
+    if let Some(snapshot) = &inputs.snapshot {
+        return Ok((snapshot.clone(), false));
+    }
+    if let Some(carried) = &inputs.carried {
+        let content = AcceptedPlan {
+            stamp: None,
+            ..carried.clone()
+        };
+        return Ok((content, true));
+    }
+    if record_lost(delegation) {
+        return lost_record(delegation, cx.offer_key, cx.current_plan, inputs.offer);
+    }
+    let offer_key = cx.offer_key;
+    let customer_tenant = cx.customer_tenant;
+    let spec = &delegation.spec;
+    let Some(offer) = inputs.offer else {
+        return refused(
+            Reason::OfferNotFound,
+            format!(
+                "spec.offerRef: ManagedServiceOffer {offer_key} does not exist; check spec.offerRef.namespace and spec.offerRef.name"
+            ),
+        );
+    };
+    let Some(plan) = cx.current_plan else {
+        // Only the plans this customer may accept are named: a Private
+        // plan's name is the provider's business with its audience.
+        let available: Vec<&str> = offer
+            .spec
+            .plans
+            .iter()
+            .filter(|p| visible_to(p, customer_tenant))
+            .map(|p| p.name.as_str())
+            .collect();
+        return refused(
+            Reason::PlanNotFound,
+            format!(
+                "spec.plan: offer {offer_key} has no plan {:?} that tenant {customer_tenant:?} may accept; the plans it may accept are: {}",
+                spec.plan,
+                if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    available.join(", ")
+                }
+            ),
+        );
+    };
+    // Audience before version: a tenant outside a Private plan's audience
+    // learns nothing of its versions.
+    if !visible_to(plan, customer_tenant) {
+        return refused(
+            Reason::NotInAudience,
+            format!(
+                "plan {:?} of offer {offer_key} is Private and tenant {customer_tenant:?} is not in its audience; ask the provider to add it",
+                plan.name
+            ),
+        );
+    }
+    if plan.version != spec.plan_version {
+        return refused(
+            Reason::VersionNotPublished,
+            format!(
+                "spec.planVersion: plan {:?} of offer {offer_key} publishes version {}, not {}; set spec.planVersion to {} to accept it",
+                plan.name, plan.version, spec.plan_version, plan.version
+            ),
+        );
+    }
+    let live_tenant = cx
+        .offer_namespace_tenant
+        .unwrap_or(&offer.spec.provider.tenant);
+    if offer.spec.provider.tenant != live_tenant {
+        return refused(
+            Reason::ProviderTenantMismatch,
+            format!(
+                "offer {offer_key} claims provider tenant {:?} but lives in a namespace of tenant {live_tenant:?}; a provider's tenant is the tenant of its offer's namespace, so the provider must fix spec.provider.tenant",
+                offer.spec.provider.tenant
+            ),
+        );
+    }
+    Ok((AcceptedPlan::from_offer(offer, plan), true))
+}
+
+/// Every delegated namespace with its state; a namespace of another tenant
+/// refuses the whole Delegation.
+fn namespace_states(cx: &Context<'_>) -> Result<Vec<(String, NamespaceState)>, Refused> {
+    let customer_tenant = cx.customer_tenant;
     let mut namespaces = Vec::new();
-    for name in delegation.target_namespaces() {
-        let state = match (inputs.namespace)(&name) {
+    for name in cx.inputs.delegation.target_namespaces() {
+        let state = match (cx.inputs.namespace)(&name) {
             None => NamespaceState::Missing,
             Some(info) if info.tenant != customer_tenant => {
                 return refused(
@@ -204,7 +342,11 @@ fn accept(
         };
         namespaces.push((name, state));
     }
+    Ok(namespaces)
+}
 
+/// Every principal may be granted and every role is delegable.
+fn authorizations_allowed(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<(), Refused> {
     let mut problems = Vec::new();
     for (index, grant) in plan.authorizations.iter().enumerate() {
         for problem in authorization::problems(grant, &plan.offer_namespace, inputs.role) {
@@ -222,23 +364,66 @@ fn accept(
                     "authorizations[{index}] role {:?}: {refusal}",
                     grant.role_ref
                 )),
+                principal => {
+                    return refused(
+                        Reason::InvalidPrincipal,
+                        format!(
+                            "authorizations[{index}]: {:?} {:?}: {principal}; the provider must fix the offer",
+                            grant.principal.kind, grant.principal.name
+                        ),
+                    );
+                }
             }
         }
     }
-    if !problems.is_empty() {
-        return refused(
-            Reason::RoleNotDelegable,
-            format!(
-                "{}; nothing is granted until every role is delegable",
-                problems.join("; ")
-            ),
-        );
+    if problems.is_empty() {
+        return Ok(());
     }
-    Ok(Accepted {
-        plan,
-        new_snapshot,
-        namespaces,
-    })
+    refused(
+        Reason::RoleNotDelegable,
+        format!(
+            "{}; nothing is granted until every role is delegable",
+            problems.join("; ")
+        ),
+    )
+}
+
+/// Every role that can run workloads is acknowledged by the customer.
+fn workloads_acknowledged(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<(), Refused> {
+    let delegation = inputs.delegation;
+    let mut roles: Vec<&str> = Vec::new();
+    let mut lines = Vec::new();
+    for (index, grant) in plan.authorizations.iter().enumerate() {
+        let role = grant.role_ref.as_str();
+        if role == crate::api::DELEGATION_DELETER_ROLE
+            || delegation.acknowledges_workload_role(role)
+        {
+            continue;
+        }
+        let power = (inputs.workload)(role);
+        if power.is_empty() {
+            continue;
+        }
+        lines.push(format!(
+            "authorizations[{index}] role {role:?} can run workloads ({})",
+            power.join("; ")
+        ));
+        roles.push(role);
+    }
+    if roles.is_empty() {
+        return Ok(());
+    }
+    roles.sort();
+    roles.dedup();
+    let quoted: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+    refused(
+        Reason::WorkloadAccessNotAcknowledged,
+        format!(
+            "{}; whoever holds such a role can run Pods as any ServiceAccount of the delegated namespaces and read every Secret they mount. To accept that, add {} to spec.acknowledgedWorkloadRoles; nothing is granted until then",
+            lines.join("; "),
+            quoted.join(", ")
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -304,8 +489,10 @@ mod tests {
             delegation: d,
             offer: o,
             snapshot,
+            carried: None,
             namespace: &namespaces,
             role,
+            workload: &|_| Vec::new(),
         })
     }
 
@@ -493,14 +680,13 @@ mod tests {
 
     #[test]
     fn the_snapshot_wins_over_the_live_offer() {
-        let accepted = AcceptedPlan {
-            offer_namespace: "provider".into(),
-            offer_name: "offer".into(),
-            provider_tenant: "acme".into(),
-            plan: "basic".into(),
-            version: "1.0.0".into(),
-            authorizations: vec![auth("reader")],
-        };
+        let accepted = fixtures::accepted(
+            ("provider", "offer"),
+            "acme",
+            "basic",
+            "1.0.0",
+            vec![auth("reader")],
+        );
         // The provider moved on to 2.0.0 with a stronger role.
         let mut newer = plan("2.0.0", Visibility::Public, None);
         newer.authorizations = vec![auth("operator")];
@@ -515,5 +701,121 @@ mod tests {
         let decision = decide_with(&d, None, Some(accepted.clone()), &all_delegable);
         assert!(!decision.offer_present);
         assert_eq!(decision.outcome.expect("accepted").plan, accepted);
+    }
+
+    #[test]
+    fn a_workload_role_needs_the_customers_acknowledgment() {
+        let o = offer(vec![plan("1.0.0", Visibility::Public, None)]);
+        let workload = |role: &str| {
+            if role == "reader" {
+                vec!["ClusterRole \"reader\" rule 0 grants \"create\" on \"pods\"".to_string()]
+            } else {
+                Vec::new()
+            }
+        };
+        let decide_as = |d: &Delegation| {
+            decide(&Inputs {
+                delegation: d,
+                offer: Some(&o),
+                snapshot: None,
+                carried: None,
+                namespace: &namespaces,
+                role: &all_delegable,
+                workload: &workload,
+            })
+        };
+        let d = delegation("cust-a", "1.0.0", None);
+        let refused = decide_as(&d).outcome.expect_err("refused");
+        assert_eq!(refused.reason, Reason::WorkloadAccessNotAcknowledged);
+        for hint in [
+            "authorizations[0] role \"reader\" can run workloads",
+            "\"create\" on \"pods\"",
+            "add \"reader\" to spec.acknowledgedWorkloadRoles",
+        ] {
+            assert!(
+                refused.message.contains(hint),
+                "{hint}: {}",
+                refused.message
+            );
+        }
+        let acknowledged = fixtures::acknowledging(d, &["reader"]);
+        assert!(decide_as(&acknowledged).outcome.is_ok());
+    }
+
+    #[test]
+    fn the_provider_is_the_tenant_of_the_offers_namespace() {
+        let mut spoofed = offer(vec![plan("1.0.0", Visibility::Public, None)]);
+        spoofed.spec.provider.tenant = "contoso".into();
+        let decision = decide_with(
+            &delegation("cust-a", "1.0.0", None),
+            Some(&spoofed),
+            None,
+            &all_delegable,
+        );
+        assert_eq!(
+            decision.managed_by_tenant.as_deref(),
+            Some("acme"),
+            "never the claimed tenant"
+        );
+        let refused = decision.outcome.expect_err("refused");
+        assert_eq!(refused.reason, Reason::ProviderTenantMismatch);
+        assert!(
+            refused.message.contains("spec.provider.tenant"),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn system_principals_are_refused() {
+        let mut everyone = plan("1.0.0", Visibility::Public, None);
+        everyone.authorizations = vec![fixtures::auth(
+            PrincipalKind::Group,
+            "system:authenticated",
+            "reader",
+        )];
+        let o = offer(vec![everyone]);
+        let refused = decide_with(
+            &delegation("cust-a", "1.0.0", None),
+            Some(&o),
+            None,
+            &all_delegable,
+        )
+        .outcome
+        .expect_err("refused");
+        assert_eq!(refused.reason, Reason::InvalidPrincipal);
+        assert!(
+            refused.message.contains("\"system:authenticated\""),
+            "{}",
+            refused.message
+        );
+    }
+
+    #[test]
+    fn refusals_disclose_nothing_of_private_plans() {
+        let mut private = plan("3.1.4", Visibility::Private, Some(vec!["other"]));
+        private.name = "secret".into();
+        let o = offer(vec![plan("1.0.0", Visibility::Public, None), private]);
+        let mut d = delegation("cust-a", "1.0.0", None);
+        d.spec.plan = "nope".into();
+        let refused = decide_with(&d, Some(&o), None, &all_delegable)
+            .outcome
+            .expect_err("refused");
+        assert_eq!(refused.reason, Reason::PlanNotFound);
+        assert!(
+            refused.message.contains("basic") && !refused.message.contains("secret"),
+            "{}",
+            refused.message
+        );
+        d.spec.plan = "secret".into();
+        d.spec.plan_version = "1.0.0".into();
+        let decision = decide_with(&d, Some(&o), None, &all_delegable);
+        assert_eq!(reason(&decision), Some(Reason::NotInAudience));
+        assert_eq!(decision.latest_version, None);
+        let message = decision.outcome.expect_err("refused").message;
+        assert!(
+            !message.contains("3.1.4") && !message.contains("other"),
+            "{message}"
+        );
     }
 }

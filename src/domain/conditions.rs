@@ -49,8 +49,24 @@ pub enum Reason {
     ForeignNamespace,
     /// An authorization's role is not delegable (missing, unlabeled, or too powerful).
     RoleNotDelegable,
-    /// A ServiceAccount principal lives outside the offer's namespace.
+    /// The consent record of the applied version was deleted and the offer
+    /// no longer publishes exactly what was accepted.
+    ConsentRecordMissing,
+    /// The identity that consented could not have granted this itself
+    /// (Kubernetes' RBAC escalation rule).
+    ConsentExceedsConsenter,
+    /// No consenting identity is recorded on the Delegation.
+    ConsenterUnknown,
+    /// A role of the plan can run workloads and the Delegation does not
+    /// list it in `spec.acknowledgedWorkloadRoles`.
+    WorkloadAccessNotAcknowledged,
+    /// A principal the operator never grants: a ServiceAccount outside the
+    /// offer's namespace, or a `system:` identity (everyone, or someone
+    /// else's accounts).
     InvalidPrincipal,
+    /// The offer claims a provider tenant other than the tenant of the
+    /// namespace it lives in.
+    ProviderTenantMismatch,
     /// Writing grants failed; retried with backoff.
     ApplyFailed,
     /// The accepted version is the latest.
@@ -82,6 +98,11 @@ impl Reason {
             Reason::ForeignNamespace => "ForeignNamespace",
             Reason::RoleNotDelegable => "RoleNotDelegable",
             Reason::InvalidPrincipal => "InvalidPrincipal",
+            Reason::ProviderTenantMismatch => "ProviderTenantMismatch",
+            Reason::ConsentRecordMissing => "ConsentRecordMissing",
+            Reason::ConsentExceedsConsenter => "ConsentExceedsConsenter",
+            Reason::ConsenterUnknown => "ConsenterUnknown",
+            Reason::WorkloadAccessNotAcknowledged => "WorkloadAccessNotAcknowledged",
             Reason::ApplyFailed => "ApplyFailed",
             Reason::UpToDate => "UpToDate",
             Reason::NewerVersionPublished => "NewerVersionPublished",

@@ -119,6 +119,35 @@ pub fn check_delegable<'a>(
     }
 }
 
+/// What ClusterRole `name` (with every role it aggregates) lets its holder do
+/// with workloads, one line per grant (see [`rule_workload_power`]); empty
+/// when nothing, or when no such role exists.
+///
+/// Such a role is delegable only with the customer's acknowledgment: whoever
+/// can create or change a Pod, or a controller that makes Pods, can run it
+/// as any ServiceAccount of the namespace and mount any Secret there, so the
+/// role reaches what [`check_delegable`] otherwise keeps out.
+pub fn workload_power<'a>(
+    name: &str,
+    lookup: impl Fn(&str) -> Option<&'a ClusterRole>,
+    all: impl Fn() -> Vec<&'a ClusterRole>,
+) -> Vec<String> {
+    let Some(root) = lookup(name) else {
+        return Vec::new();
+    };
+    effective_roles(root, all)
+        .into_iter()
+        .flat_map(|role| {
+            let name = role_name(role);
+            role.rules
+                .iter()
+                .flatten()
+                .enumerate()
+                .flat_map(move |(index, rule)| rule_workload_power(name, index, rule))
+        })
+        .collect()
+}
+
 /// The cluster's ClusterRoles by name, borrowed from a cache snapshot: what
 /// both controllers check delegability against.
 pub struct RoleCatalog<'a> {
@@ -139,6 +168,27 @@ impl<'a> RoleCatalog<'a> {
     /// [`check_delegable`] against this catalog.
     pub fn check(&self, name: &str) -> Result<(), Refusal> {
         check_delegable(
+            name,
+            |n| self.by_name.get(n).copied(),
+            || self.by_name.values().copied().collect(),
+        )
+    }
+
+    /// Every rule ClusterRole `name` grants, its aggregated roles' included
+    /// (empty when no such role exists).
+    pub fn effective_rules(&self, name: &str) -> Vec<PolicyRule> {
+        let Some(root) = self.by_name.get(name).copied() else {
+            return Vec::new();
+        };
+        effective_roles(root, || self.by_name.values().copied().collect())
+            .into_iter()
+            .flat_map(|role| role.rules.iter().flatten().cloned())
+            .collect()
+    }
+
+    /// [`workload_power`] against this catalog.
+    pub fn workload_power(&self, name: &str) -> Vec<String> {
+        workload_power(
             name,
             |n| self.by_name.get(n).copied(),
             || self.by_name.values().copied().collect(),
@@ -251,31 +301,49 @@ fn effective_problems<'a>(
     root: &'a ClusterRole,
     all: impl Fn() -> Vec<&'a ClusterRole>,
 ) -> Vec<String> {
+    let mut problems = Vec::new();
+    for role in effective_roles(root, all) {
+        let name = role_name(role);
+        for (index, rule) in role.rules.iter().flatten().enumerate() {
+            problems.extend(rule_problems(name, index, rule));
+        }
+        for (index, selector) in aggregation_selectors(role).iter().enumerate() {
+            problems.extend(selector_problems(name, index, selector));
+        }
+    }
+    problems
+}
+
+/// The selectors of `role`'s aggregationRule (none without one).
+fn aggregation_selectors(role: &ClusterRole) -> &[LabelSelector] {
+    role.aggregation_rule
+        .as_ref()
+        .and_then(|aggregation| aggregation.cluster_role_selectors.as_deref())
+        .unwrap_or_default()
+}
+
+/// `root` and every role it aggregates, transitively, breadth-first: `root`,
+/// then the roles it aggregates in name order, then theirs; none twice.
+fn effective_roles<'a>(
+    root: &'a ClusterRole,
+    all: impl Fn() -> Vec<&'a ClusterRole>,
+) -> Vec<&'a ClusterRole> {
     let no_labels = BTreeMap::new();
     // Every ClusterRole in name order, fetched when the first aggregationRule is met.
     let mut candidates: Option<Vec<&'a ClusterRole>> = None;
     // Roles are keyed by name: the API server gives every ClusterRole a unique one.
     let mut visited: BTreeSet<&'a str> = BTreeSet::new();
     let mut queue = VecDeque::from([root]);
-    let mut problems = Vec::new();
+    let mut out = Vec::new();
 
     while let Some(role) = queue.pop_front() {
-        let name = role_name(role);
-        if !visited.insert(name) {
+        if !visited.insert(role_name(role)) {
             continue;
         }
-        for (index, rule) in role.rules.iter().flatten().enumerate() {
-            problems.extend(rule_problems(name, index, rule));
-        }
-        let Some(selectors) = role
-            .aggregation_rule
-            .as_ref()
-            .and_then(|aggregation| aggregation.cluster_role_selectors.as_ref())
-        else {
+        out.push(role);
+        let selectors = aggregation_selectors(role);
+        if selectors.is_empty() {
             continue;
-        };
-        for (index, selector) in selectors.iter().enumerate() {
-            problems.extend(selector_problems(name, index, selector));
         }
         let candidates = candidates.get_or_insert_with(|| {
             let mut roles = all();
@@ -293,7 +361,69 @@ fn effective_problems<'a>(
             }
         }
     }
-    problems
+    out
+}
+
+/// Workload resources by API group: who may create or change them can run a
+/// Pod with any ServiceAccount of the namespace and mount any of its Secrets.
+const WORKLOAD_RESOURCES: [(&str, &[&str]); 3] = [
+    (
+        CORE_GROUP,
+        &[
+            "pods",
+            "pods/ephemeralcontainers",
+            "replicationcontrollers",
+            "endpoints",
+        ],
+    ),
+    (
+        "apps",
+        &["deployments", "replicasets", "statefulsets", "daemonsets"],
+    ),
+    ("batch", &["jobs", "cronjobs"]),
+];
+/// Resources where any verb reaches into workloads (the API server proxies
+/// requests to a Pod or Service).
+const PROXY_RESOURCES: [&str; 2] = ["pods/proxy", "services/proxy"];
+/// EndpointSlices: writing them redirects a Service's traffic.
+const DISCOVERY_GROUP: &str = "discovery.k8s.io";
+/// Verbs that create or change a workload's spec.
+const WORKLOAD_VERBS: [&str; 3] = ["create", "update", "patch"];
+
+/// What rule `index` of `role` lets its holder do with workloads: run or
+/// change Pods (directly or through a controller), proxy into them, or
+/// redirect Service traffic. Empty when nothing. Wildcards are refused by
+/// [`rule_problems`] and not expanded here.
+pub fn rule_workload_power(role: &str, index: usize, rule: &PolicyRule) -> Vec<String> {
+    let verbs = distinct(&rule.verbs);
+    let groups = distinct(rule.api_groups.as_deref().unwrap_or_default());
+    let resources = distinct(rule.resources.as_deref().unwrap_or_default());
+    let writes: Vec<&str> = verbs
+        .iter()
+        .copied()
+        .filter(|verb| WORKLOAD_VERBS.contains(verb))
+        .collect();
+    let mut out = Vec::new();
+    let mut say = |what: &str, resource: &str, group: &str| {
+        out.push(format!(
+            "ClusterRole {role:?} rule {index} grants {what} on {resource:?} in apiGroup {group:?}"
+        ));
+    };
+    for &group in &groups {
+        for &resource in &resources {
+            let workload = WORKLOAD_RESOURCES
+                .iter()
+                .any(|(g, names)| *g == group && names.contains(&resource))
+                || (group == DISCOVERY_GROUP && resource == "endpointslices");
+            if workload && !writes.is_empty() {
+                say(&quoted(&writes), resource, group);
+            }
+            if group == CORE_GROUP && PROXY_RESOURCES.contains(&resource) && !verbs.is_empty() {
+                say(&quoted(&verbs), resource, group);
+            }
+        }
+    }
+    out
 }
 
 /// The problems of selector `index` of `role`'s aggregationRule: requirements
@@ -1433,6 +1563,105 @@ mod tests {
         assert_eq!(
             Refusal::ForbiddenRules(strings(&["first", "second"])).to_string(),
             "first; second"
+        );
+    }
+
+    #[test]
+    fn workload_power_names_each_way_to_run_or_reach_pods() {
+        let shipped_reader = delegable(
+            "reader",
+            vec![
+                rule(
+                    &[""],
+                    &["pods", "pods/log", "endpoints"],
+                    &["get", "list", "watch"],
+                ),
+                rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
+            ],
+        );
+        let none = |_: &str| None;
+        let no_others = Vec::new;
+        assert!(workload_power("reader", |_| Some(&shipped_reader), no_others).is_empty());
+        for (rules, expect) in [
+            (
+                rule(&[""], &["pods"], &["create"]),
+                "\"create\" on \"pods\"",
+            ),
+            (
+                rule(&["apps"], &["deployments"], &["patch"]),
+                "\"patch\" on \"deployments\"",
+            ),
+            (
+                rule(&["apps"], &["daemonsets", "statefulsets"], &["update"]),
+                "\"update\" on \"daemonsets\"",
+            ),
+            (
+                rule(&["batch"], &["cronjobs"], &["create"]),
+                "\"create\" on \"cronjobs\"",
+            ),
+            (
+                rule(&[""], &["replicationcontrollers"], &["create"]),
+                "\"replicationcontrollers\"",
+            ),
+            (
+                rule(&[""], &["pods/ephemeralcontainers"], &["patch"]),
+                "\"pods/ephemeralcontainers\"",
+            ),
+            (
+                rule(&[""], &["pods/proxy"], &["get"]),
+                "\"get\" on \"pods/proxy\"",
+            ),
+            (
+                rule(&[""], &["services/proxy"], &["create"]),
+                "\"services/proxy\"",
+            ),
+            (rule(&[""], &["endpoints"], &["update"]), "\"endpoints\""),
+            (
+                rule(&["discovery.k8s.io"], &["endpointslices"], &["create"]),
+                "\"endpointslices\"",
+            ),
+        ] {
+            let role = delegable("worker", vec![rules]);
+            let power = workload_power("worker", |_| Some(&role), Vec::new);
+            assert!(
+                power.iter().any(|p| p.contains(expect)),
+                "{power:?} lacks {expect}"
+            );
+        }
+        // Reading and deleting Pods, or scaling, is not running them.
+        let harmless = delegable(
+            "harmless",
+            vec![
+                rule(&[""], &["pods"], &["get", "delete"]),
+                rule(&["apps"], &["deployments/scale"], &["update", "patch"]),
+                rule(&["other.example"], &["pods"], &["create"]),
+            ],
+        );
+        assert!(workload_power("harmless", |_| Some(&harmless), Vec::new).is_empty());
+        assert!(workload_power("missing", none, Vec::new).is_empty());
+    }
+
+    #[test]
+    fn workload_power_follows_aggregation() {
+        let worker = role(
+            "worker",
+            &[("agg", "yes")],
+            vec![rule(&["apps"], &["deployments"], &["create"])],
+        );
+        let parent = aggregating(
+            delegable("parent", vec![]),
+            vec![LabelSelector {
+                match_labels: Some(label_map(&[("agg", "yes")])),
+                ..LabelSelector::default()
+            }],
+        );
+        let roles = vec![&worker, &parent];
+        let lookup = |name: &str| roles.iter().copied().find(|r| role_name(r) == name);
+        let power = workload_power("parent", lookup, || roles.clone());
+        assert_eq!(power.len(), 1);
+        assert!(
+            power[0].starts_with("ClusterRole \"worker\" rule 0"),
+            "{power:?}"
         );
     }
 }

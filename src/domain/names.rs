@@ -28,6 +28,12 @@ pub const OFFER_LABEL: &str = "msp-operator.io/offer";
 pub const PLAN_LABEL: &str = "msp-operator.io/plan";
 /// The plan version a snapshot holds.
 pub const VERSION_LABEL: &str = "msp-operator.io/plan-version";
+/// The user who consented, on a Delegation (set by the admission policies
+/// from the authenticated request; any other value is refused).
+pub const CONSENTED_BY_ANNOTATION: &str = "msp-operator.io/consented-by";
+/// The consenter's groups, comma-separated (a subset of the authenticated
+/// groups).
+pub const CONSENTED_BY_GROUPS_ANNOTATION: &str = "msp-operator.io/consented-by-groups";
 /// The one field manager the operator applies with.
 pub const FIELD_MANAGER: &str = "msp-operator";
 /// The finalizer that guarantees cleanup of grants in other namespaces.
@@ -110,7 +116,9 @@ pub fn deleter_role_name(delegation: &str) -> String {
     )
 }
 
-/// Name of the ControllerRevision holding an accepted plan version.
+/// Name of the ControllerRevision holding an accepted plan version; a
+/// consent stamped for a generation of the Delegation has a name of its own
+/// (records of 0.1.0 keep theirs).
 pub fn snapshot_name(
     delegation: &str,
     delegation_uid: &str,
@@ -118,8 +126,12 @@ pub fn snapshot_name(
     offer: &str,
     plan: &str,
     version: &str,
+    generation: Option<i64>,
 ) -> String {
-    let hash = stable_hash(&[delegation_uid, offer_namespace, offer, plan, version]);
+    let generation = generation.map(|g| g.to_string());
+    let mut parts = vec![delegation_uid, offer_namespace, offer, plan, version];
+    parts.extend(generation.as_deref());
+    let hash = stable_hash(&parts);
     // 4 + 29 + 1 + 20 (longest version) + 1 + 8 = 63 characters at most.
     format!(
         "msp-{}-{}-{:08x}",
@@ -152,7 +164,15 @@ mod tests {
         for name in [
             role_binding_name("n", &long, "p", "ClusterRole", "r"),
             deleter_role_name(&long),
-            snapshot_name(&long, "uid", "o", "offer", "plan", "123456.123456.123456"),
+            snapshot_name(
+                &long,
+                "uid",
+                "o",
+                "offer",
+                "plan",
+                "123456.123456.123456",
+                Some(i64::MAX),
+            ),
         ] {
             assert!(name.len() <= 63, "{name} is {} long", name.len());
             assert!(!name.contains("--"), "{name}");

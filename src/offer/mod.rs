@@ -48,7 +48,8 @@ pub async fn reconcile(
         let delegations = ctx.caches.delegations_of_offer(&namespace, &name);
         let cluster_roles = ctx.caches.cluster_roles.state();
         let roles = RoleCatalog::new(&cluster_roles);
-        let status = status::compute(&offer, &delegations, &roles, now());
+        let tenant = ctx.caches.namespace_info(&namespace).map(|n| n.tenant);
+        let status = status::compute(&offer, &delegations, &roles, tenant.as_deref(), now());
         if offer.status.as_ref() == Some(&status) {
             return Ok(Action::requeue(ctx.settings.resync));
         }
@@ -68,7 +69,8 @@ pub async fn reconcile(
             return Ok(Action::requeue(OFFER_COUNTS_INTERVAL - since));
         }
         let api: kube::Api<ManagedServiceOffer> = ctx.writer.api(&namespace);
-        ctx.writer
+        let written = ctx
+            .writer
             .limited(api.patch_status(
                 &name,
                 &PatchParams::default(),
@@ -76,10 +78,13 @@ pub async fn reconcile(
             ))
             .await?;
         ctx.writer.status_written_now(&key);
-        ctx.writer.own_writes.record(
-            &written_key,
-            &offer.resource_version().into_iter().collect::<Vec<_>>(),
-        );
+        // A write that changed nothing brings no watch event to wait for.
+        if written.resource_version() != offer.resource_version() {
+            ctx.writer.own_writes.record(
+                &written_key,
+                &offer.resource_version().into_iter().collect::<Vec<_>>(),
+            );
+        }
         Ok(Action::requeue(ctx.settings.resync))
     })
     .await

@@ -10,16 +10,26 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use std::sync::Arc;
 
-/// The status `offer` should have, given its `delegations` and the cluster's
-/// roles (`at` stamps conditions whose status changes).
+/// The status `offer` should have, given its `delegations`, the cluster's
+/// roles and the tenant of its namespace (`at` stamps conditions whose
+/// status changes).
 pub fn compute(
     offer: &ManagedServiceOffer,
     delegations: &[Arc<Delegation>],
     roles: &RoleCatalog<'_>,
+    namespace_tenant: Option<&str>,
     at: Time,
 ) -> ManagedServiceOfferStatus {
     let namespace = offer.namespace().unwrap_or_default();
     let mut problems = Vec::new();
+    if let Some(tenant) = namespace_tenant
+        && tenant != offer.spec.provider.tenant
+    {
+        problems.push(format!(
+            "spec.provider.tenant {:?} is not the tenant of namespace {namespace:?}; set it to {tenant:?}",
+            offer.spec.provider.tenant
+        ));
+    }
     let mut plans = Vec::new();
     for plan in &offer.spec.plans {
         for (index, grant) in plan.authorizations.iter().enumerate() {
@@ -32,6 +42,10 @@ pub fn compute(
                     Problem::Role(refusal) => format!(
                         "spec.plans[{}].authorizations[{index}].roleRef {:?}: {refusal}",
                         plan.name, grant.role_ref
+                    ),
+                    principal => format!(
+                        "spec.plans[{}].authorizations[{index}].principal: {principal}",
+                        plan.name
                     ),
                 });
             }
@@ -150,7 +164,7 @@ mod tests {
             delegation("a", false),
             delegation("b", true),
         ];
-        let s = compute(&offer, &delegations, &catalog, at(5));
+        let s = compute(&offer, &delegations, &catalog, Some("acme"), at(5));
         assert_eq!(s.conditions.len(), 1);
         assert_eq!(
             (
@@ -183,7 +197,7 @@ mod tests {
             )],
         );
         let roles = [reader()];
-        let s = compute(&offer, &[], &RoleCatalog::new(&roles), at(5));
+        let s = compute(&offer, &[], &RoleCatalog::new(&roles), Some("acme"), at(5));
         let ready = &s.conditions[0];
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
@@ -211,16 +225,37 @@ mod tests {
         let mut offer = fixtures::reader_offer("p", "acme", "u");
         let roles = [reader()];
         let catalog = RoleCatalog::new(&roles);
-        let before = compute(&offer, &[delegation("p", false)], &catalog, at(5));
+        let before = compute(&offer, &[delegation("p", false)], &catalog, None, at(5));
         offer.status = Some(before.clone());
-        let after = compute(&offer, &[delegation("p", true)], &catalog, at(6));
+        let after = compute(&offer, &[delegation("p", true)], &catalog, None, at(6));
         assert!(counts_only(&before, &after));
         assert!(settled(&after));
         let mut newer = offer.clone();
         newer.metadata.generation = Some(2);
         assert!(!counts_only(
             &before,
-            &compute(&newer, &[], &catalog, at(7))
+            &compute(&newer, &[], &catalog, None, at(7))
         ));
+    }
+}
+
+#[cfg(test)]
+mod provider_tests {
+    use super::*;
+    use crate::fixtures;
+    use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn an_offer_claiming_another_tenant_is_not_published() {
+        let offer = fixtures::reader_offer("p", "contoso", "u");
+        let at = Time(Timestamp::from_second(1).expect("time"));
+        let s = compute(&offer, &[], &RoleCatalog::new(&[]), Some("acme"), at);
+        let ready = &s.conditions[0];
+        assert_eq!(ready.status, "False");
+        assert!(
+            ready.message.contains("spec.provider.tenant \"contoso\" is not the tenant of namespace \"p\"; set it to \"acme\""),
+            "{}",
+            ready.message
+        );
     }
 }

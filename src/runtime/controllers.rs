@@ -135,5 +135,10 @@ pub async fn run(
                 tracing::debug!(error = %e, "offer reconcile error");
             }
         });
-    tokio::join!(delegations, offers, gauges::update(ctx, shutdown));
+    tokio::join!(
+        delegations,
+        offers,
+        gauges::update(ctx.clone(), shutdown.clone()),
+        delegation::cleanup::sweep(ctx, shutdown)
+    );
 }

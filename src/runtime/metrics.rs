@@ -65,6 +65,9 @@ pub struct Metrics {
     pub managed_role_bindings: Gauge,
     /// Grant objects restored after an edit or deletion.
     pub drift_corrections: Counter,
+    /// Grant objects and consent records removed because their Delegation
+    /// was gone (the periodic orphan sweep).
+    pub orphans_removed: Counter,
     /// Delegations by Ready status.
     pub delegations: Family<ReadyLabels, Gauge>,
     /// 1 while this replica leads (or runs without leader election).
@@ -118,6 +121,12 @@ impl Metrics {
             "Grant objects restored after an edit or deletion",
             drift_corrections.clone(),
         );
+        let orphans_removed = Counter::default();
+        registry.register(
+            "orphans_removed",
+            "Grant objects and consent records removed because their Delegation was gone",
+            orphans_removed.clone(),
+        );
         let delegations = Family::<ReadyLabels, Gauge>::default();
         registry.register(
             "delegations",
@@ -144,6 +153,7 @@ impl Metrics {
             queue_depth,
             managed_role_bindings,
             drift_corrections,
+            orphans_removed,
             delegations,
             leader,
             kube_requests,

@@ -3,6 +3,7 @@
 //! policy, metrics, and the wiring that starts the two controllers on one
 //! watch per kind.
 
+pub mod access;
 pub mod caches;
 pub mod context;
 pub mod controllers;

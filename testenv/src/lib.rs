@@ -24,4 +24,4 @@ pub mod wait;
 
 pub use controlplane::{ControlPlaneOptions, LocalControlPlane};
 pub use env::{EXISTING_CLUSTER_ENV, TestEnv, TestNamespace, unique_name};
-pub use wait::{wait_for, wait_until};
+pub use wait::{wait_for, wait_for_admission, wait_until};

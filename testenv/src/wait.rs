@@ -71,3 +71,35 @@ where
         }
     }
 }
+
+/// Creates `object` with `dryRun=All` until the API server's answer
+/// satisfies `admitted`: admission policies take effect a moment after they
+/// are created, and a test must not race them. Nothing is stored.
+pub async fn wait_for_admission<K>(
+    api: &Api<K>,
+    object: &K,
+    timeout: Duration,
+    what: &str,
+    admitted: impl Fn(&Result<K, kube::Error>) -> bool,
+) -> anyhow::Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + serde::Serialize,
+{
+    let deadline = Instant::now() + timeout;
+    let params = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    loop {
+        let answer = api.create(&params, object).await;
+        if admitted(&answer) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "timed out after {timeout:?} waiting for {what}; last answer: {answer:?}"
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

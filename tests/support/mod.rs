@@ -56,6 +56,7 @@ pub fn install() -> &'static TestEnv {
                     "deploy/operator-clusterrole.yaml",
                     "deploy/delegable-roles.yaml",
                     "deploy/admission-policies.yaml",
+                    "deploy/consent-recorder.yaml",
                 ] {
                     manifests::apply_yaml(&client, &read(file), "msp-tests", "default")
                         .await
@@ -78,7 +79,7 @@ pub fn install() -> &'static TestEnv {
                         ..Default::default()
                     }]),
                 };
-                Api::<ClusterRoleBinding>::all(client)
+                Api::<ClusterRoleBinding>::all(client.clone())
                     .patch(
                         "msp-operator-tests",
                         &PatchParams::apply("msp-tests").force(),
@@ -86,12 +87,50 @@ pub fn install() -> &'static TestEnv {
                     )
                     .await
                     .expect("bind operator");
+                wait_for_policies(&client).await;
             });
         })
         .join()
         .expect("setup");
     });
     env
+}
+
+/// Waits until the admission policies are in force (they take effect a
+/// moment after they are created): the consent recorder fills in the
+/// consenter, and the validating policies refuse a spoofed offer.
+pub async fn wait_for_policies(client: &Client) {
+    let probe = delegation(
+        "default",
+        "policy-probe",
+        ("default", "o"),
+        "p",
+        "1.0.0",
+        None,
+    );
+    msp_testenv::wait_for_admission(
+        &Api::<Delegation>::namespaced(client.clone(), "default"),
+        &probe,
+        Duration::from_secs(60),
+        "the consent recorder",
+        |answer| {
+            answer
+                .as_ref()
+                .is_ok_and(|d| d.annotations().contains_key("msp-operator.io/consented-by"))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let spoofed = reader_offer("default", "not-default", "x");
+    msp_testenv::wait_for_admission(
+        &Api::<ManagedServiceOffer>::namespaced(client.clone(), "default"),
+        &spoofed,
+        Duration::from_secs(60),
+        "the validating admission policies",
+        |answer| matches!(answer, Err(kube::Error::Api(s)) if s.message.contains("spec.provider.tenant")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Starts the operator (once per test binary) as user `msp-operator`, on a

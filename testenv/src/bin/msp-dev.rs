@@ -118,6 +118,7 @@ async fn run(operator: PathBuf) -> anyhow::Result<()> {
     for file in [
         "deploy/delegable-roles.yaml",
         "deploy/admission-policies.yaml",
+        "deploy/consent-recorder.yaml",
     ] {
         let yaml = std::fs::read_to_string(root.join(file))?;
         manifests::apply_yaml(&client, &yaml, "msp-dev", "default").await?;

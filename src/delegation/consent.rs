@@ -1,0 +1,137 @@
+//! Step 4a, consent: before a plan version, or a changed Delegation, is
+//! granted for the first time, check that the identity that consented could
+//! have created the same grants itself under Kubernetes' RBAC escalation rule
+//! (see [`crate::domain::escalation`]), then record the consent. A consent
+//! that exceeds its consenter grants nothing.
+
+use crate::api::{DELEGATION_DELETER_ROLE, Delegation, GROUP};
+use crate::delegation::snapshot;
+use crate::delegation::validate::{Decision, Refused};
+use crate::domain::conditions::Reason;
+use crate::domain::consent::Consenter;
+use crate::domain::delegability::RoleCatalog;
+use crate::domain::escalation::{self, Question};
+use crate::runtime::access;
+use crate::runtime::errors::Error;
+use crate::runtime::writer::Writer;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use kube::api::PostParams;
+use kube::{Api, ResourceExt};
+use std::collections::BTreeSet;
+
+/// Verifies and records a consent `decision` still needs; turns the decision
+/// into a refusal when the consenter is unknown or could not grant it.
+pub async fn record(
+    writer: &Writer,
+    delegation: &Delegation,
+    decision: &mut Decision,
+    roles: &RoleCatalog<'_>,
+) -> Result<(), Error> {
+    let (authorizations, namespaces) = match &decision.outcome {
+        Ok(accepted) if accepted.new_snapshot => (
+            accepted.plan.authorizations.clone(),
+            accepted
+                .namespaces
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>(),
+        ),
+        _ => return Ok(()),
+    };
+    let Some(consenter) = Consenter::of(delegation) else {
+        decision.outcome = Err(Refused {
+            reason: Reason::ConsenterUnknown,
+            message: format!(
+                "metadata.annotations[{:?}] is missing, so nobody is known to have consented; re-apply the Delegation (the msp-operator admission policies record you), or on a cluster without MutatingAdmissionPolicy set it to your user name",
+                crate::domain::names::CONSENTED_BY_ANNOTATION
+            ),
+        });
+        return Ok(());
+    };
+    if let Some(denied) = exceeds(
+        writer,
+        delegation,
+        &consenter,
+        &authorizations,
+        &namespaces,
+        roles,
+    )
+    .await?
+    {
+        decision.outcome = Err(Refused {
+            reason: Reason::ConsentExceedsConsenter,
+            message: denied,
+        });
+        return Ok(());
+    }
+    let Ok(accepted) = &mut decision.outcome else {
+        return Ok(());
+    };
+    let generation = delegation.metadata.generation.unwrap_or_default();
+    accepted.plan = accepted.plan.stamped(consenter, generation);
+    let Some(revision) = snapshot::to_revision(delegation, &accepted.plan) else {
+        return Ok(());
+    };
+    let api: Api<ControllerRevision> = writer.api(&delegation.namespace().unwrap_or_default());
+    match writer
+        .limited(api.create(&PostParams::default(), &revision))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why `consenter` could not have granted `authorizations` in `namespaces`
+/// itself, or None when it could: for each role and namespace, Kubernetes
+/// allows a binding to a user who may `bind` the role there or who holds
+/// every permission it grants there. The deleter right needs `get` and
+/// `delete` on this Delegation.
+async fn exceeds(
+    writer: &Writer,
+    delegation: &Delegation,
+    consenter: &Consenter,
+    authorizations: &[crate::api::Authorization],
+    namespaces: &[String],
+    roles: &RoleCatalog<'_>,
+) -> Result<Option<String>, Error> {
+    let role_names: BTreeSet<&str> = authorizations.iter().map(|a| a.role_ref.as_str()).collect();
+    for role in role_names {
+        if role == DELEGATION_DELETER_ROLE {
+            let own = delegation.namespace().unwrap_or_default();
+            for verb in ["get", "delete"] {
+                let question = Question::Resource {
+                    namespace: own.clone(),
+                    verb: verb.into(),
+                    group: GROUP.into(),
+                    resource: "delegations".into(),
+                    subresource: String::new(),
+                    name: delegation.name_any(),
+                };
+                if !access::allowed(writer, consenter, &question).await? {
+                    return Ok(Some(denial(consenter, DELEGATION_DELETER_ROLE, &question)));
+                }
+            }
+            continue;
+        }
+        for namespace in namespaces {
+            if access::allowed(writer, consenter, &Question::bind(namespace, role)).await? {
+                continue;
+            }
+            for question in escalation::holds_all(namespace, &roles.effective_rules(role)) {
+                if !access::allowed(writer, consenter, &question).await? {
+                    return Ok(Some(denial(consenter, role, &question)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn denial(consenter: &Consenter, role: &str, question: &Question) -> String {
+    format!(
+        "{:?}, who consented, could not grant ClusterRole {role:?} themselves: they may neither bind it nor {question}; nothing is granted. Someone who may (a namespace admin with bind on the role) must apply this Delegation",
+        consenter.user
+    )
+}
