@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use futures::FutureExt;
-use msp_operator::app::{http, leader, telemetry};
+use msp_operator::app::{http, leader, preflight, telemetry};
 use msp_operator::runtime::context::Settings;
 use msp_operator::runtime::metrics::{CountRequests, Health, Metrics};
 use std::net::SocketAddr;
@@ -114,12 +114,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     health
         .leader_election
         .store(args.leader_elect, Ordering::Release);
-    let config = kube::Config::infer().await?;
+    let config = kube::Config::infer().await.map_err(|e| {
+        anyhow::anyhow!(
+            "no Kubernetes configuration: {e}; set KUBECONFIG to a kubeconfig file, or run in a pod with a ServiceAccount"
+        )
+    })?;
     let client = kube::client::ClientBuilder::try_from(config)?
         .with_layer(&CountRequests(metrics.clone()))
         .build();
-    let version = client.apiserver_version().await?;
-    tracing::info!(server = %version.git_version, "msp-operator {} starting", env!("CARGO_PKG_VERSION"));
+    let server = preflight::check(&client).await?;
+    tracing::info!(%server, "msp-operator {} starting", env!("CARGO_PKG_VERSION"));
     let shutdown = shutdown_signal().boxed().shared();
     http::serve(
         args.metrics_addr,
