@@ -570,7 +570,11 @@ async fn main() -> anyhow::Result<()> {
             api.patch(
                 "dlg",
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"planVersion": "2.0.0"}})),
+                // Its role can run workloads: accepted knowingly.
+                &Patch::Merge(serde_json::json!({"spec": {
+                    "planVersion": "2.0.0",
+                    "acknowledgedWorkloadRoles": ["msp-operator:operator"],
+                }})),
             )
             .await
             .expect("accept 2.0.0");

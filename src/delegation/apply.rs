@@ -145,10 +145,26 @@ pub async fn metadata(
 
 /// Creates, repairs and prunes the delegation's Roles and RoleBindings so
 /// that they are exactly `desired`.
-pub async fn grants(ctx: &Context, delegation: &Delegation, desired: &Desired) -> Applied {
+pub async fn grants(
+    ctx: &Context,
+    delegation: &Delegation,
+    desired: &Desired,
+    decision: &Decision,
+) -> Applied {
     let namespace = delegation.namespace().unwrap_or_default();
     let name = delegation.name_any();
-    let previously_ready = crate::domain::conditions::delegation_ready(delegation);
+    // A grant found missing while the same version was Ready was taken away
+    // behind the operator's back (drift); the grants of a newly accepted
+    // version are new.
+    let applied_version = delegation
+        .status
+        .as_ref()
+        .and_then(|s| s.applied_version.as_deref());
+    let previously_ready = crate::domain::conditions::delegation_ready(delegation)
+        && decision
+            .outcome
+            .as_ref()
+            .is_ok_and(|a| Some(a.plan.version.as_str()) == applied_version);
     let mut applied = Applied::default();
 
     for role in &desired.roles {
@@ -201,6 +217,36 @@ fn keys_of<K: Resource>(objects: &[K]) -> BTreeSet<(String, String)> {
         .iter()
         .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
         .collect()
+}
+
+/// Deletes the delegation's Roles and RoleBindings that `desired` does not
+/// hold, and nothing else; returns how many it deleted (see
+/// [`crate::delegation::revoke`]).
+pub async fn revoke_unwanted(ctx: &Context, delegation: &Delegation, desired: &Desired) -> usize {
+    let namespace = delegation.namespace().unwrap_or_default();
+    let name = delegation.name_any();
+    let mut applied = Applied::default();
+    let bindings = ctx.caches.role_bindings_of(&namespace, &name);
+    prune(
+        ctx,
+        bindings,
+        &keys_of(&desired.role_bindings),
+        &namespace,
+        &name,
+        &mut applied,
+    )
+    .await;
+    let roles = ctx.caches.roles_of(&namespace, &name);
+    prune(
+        ctx,
+        roles,
+        &keys_of(&desired.roles),
+        &namespace,
+        &name,
+        &mut applied,
+    )
+    .await;
+    applied.changed
 }
 
 /// Writes the desired RoleBindings that are missing or differ, side by side;

@@ -55,8 +55,12 @@ async fn revoke_all(writer: &Writer, delegation: &Delegation) -> Result<(), Erro
         name
     );
     let params = ListParams::default().labels(&selector);
+    // The consent records go too: the garbage collector would remove them
+    // (they are owned by the Delegation), but only once it has discovered
+    // the Delegation kind, which can take it a while.
     let removed = delete_listed::<RoleBinding>(writer, &params).await?
         + delete_listed::<Role>(writer, &params).await?;
+    delete_listed::<ControllerRevision>(writer, &params).await?;
     info!(delegation = %format!("{namespace}/{name}"), removed, "delegation removed");
     writer
         .publish(
@@ -162,11 +166,7 @@ pub async fn sweep(ctx: Arc<Context>, shutdown: impl Future<Output = ()>) {
         ctx.caches_ready().await;
         loop {
             tokio::time::sleep(SWEEP_INTERVAL).await;
-            let removed = sweep_once(&ctx).await;
-            if removed > 0 {
-                info!(removed, "removed grants that outlived their Delegation");
-                ctx.settings.metrics.orphans_removed.inc_by(removed as u64);
-            }
+            sweep_once(&ctx, ORPHAN_MIN_AGE).await;
         }
     };
     tokio::select! {
@@ -175,8 +175,8 @@ pub async fn sweep(ctx: Arc<Context>, shutdown: impl Future<Output = ()>) {
     }
 }
 
-/// One sweep; returns how many objects it deleted.
-async fn sweep_once(ctx: &Context) -> usize {
+/// One sweep of objects at least `min_age` old; returns how many it deleted.
+pub async fn sweep_once(ctx: &Context, min_age: Duration) -> usize {
     let scope = &ctx.settings.watch_namespaces;
     let in_scope = |ns: &str| scope.is_empty() || scope.iter().any(|s| s == ns);
     let exists = |d: &ObjectRef<Delegation>| ctx.caches.delegations.get(d).is_some();
@@ -184,7 +184,7 @@ async fn sweep_once(ctx: &Context) -> usize {
     let old_enough = |meta: &kube::api::ObjectMeta| {
         meta.creation_timestamp
             .as_ref()
-            .is_some_and(|t| now.duration_since(t.0).as_secs() >= ORPHAN_MIN_AGE.as_secs() as i64)
+            .is_some_and(|t| now.duration_since(t.0).as_secs() >= min_age.as_secs() as i64)
     };
     let bindings = orphans(
         &ctx.caches.role_bindings.state(),
@@ -201,9 +201,14 @@ async fn sweep_once(ctx: &Context) -> usize {
         in_scope,
         |o: &ControllerRevision| old_enough(&o.metadata),
     );
-    delete_all(&ctx.writer, bindings).await
+    let removed = delete_all(&ctx.writer, bindings).await
         + delete_all(&ctx.writer, roles).await
-        + delete_all(&ctx.writer, records).await
+        + delete_all(&ctx.writer, records).await;
+    if removed > 0 {
+        info!(removed, "removed grants that outlived their Delegation");
+        ctx.settings.metrics.orphans_removed.inc_by(removed as u64);
+    }
+    removed
 }
 
 /// Deletes `objects`; returns how many it deleted.

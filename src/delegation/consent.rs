@@ -115,6 +115,11 @@ async fn exceeds(
             }
             continue;
         }
+        // One question first: whoever may bind the role cluster-wide (a
+        // cluster admin, most often) may bind it in every namespace.
+        if access::allowed(writer, consenter, &Question::bind("", role)).await? {
+            continue;
+        }
         for namespace in namespaces {
             if access::allowed(writer, consenter, &Question::bind(namespace, role)).await? {
                 continue;

@@ -9,7 +9,9 @@
 //! objects (pure) → [`apply`] only what differs
 //! (and prune what no longer belongs) → [`status`] written only when it
 //! changed, with its [`events`]. When everything already matches, a
-//! reconcile writes nothing. A deleted Delegation goes to [`cleanup`].
+//! reconcile writes nothing. A deleted Delegation goes to [`cleanup`]. After a
+//! start, no reconcile runs before [`revoke`] has revoked what changed while
+//! the operator was away.
 //! Consent is stored by [`snapshot`].
 
 pub mod apply;
@@ -18,6 +20,7 @@ pub mod cleanup;
 pub mod consent;
 pub mod events;
 pub mod resolve;
+pub mod revoke;
 pub mod snapshot;
 pub mod status;
 pub mod validate;
@@ -42,6 +45,7 @@ pub const STALE_CACHE_RETRY: Duration = Duration::from_secs(2);
 pub async fn reconcile(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Result<Action, Error> {
     errors::observed(&ctx, delegation.as_ref(), async {
         ctx.caches_ready().await;
+        ctx.revoked_first().await;
         if delegation.namespace().is_none() {
             return Err(Error::NoNamespace(delegation.name_any()));
         }
@@ -75,7 +79,7 @@ async fn grant(delegation: &Delegation, ctx: &Context) -> Result<Action, Error> 
     let roles = RoleCatalog::new(&resolved.cluster_roles);
     consent::record(&ctx.writer, delegation, &mut decision, &roles).await?;
     let desired = build::for_decision(delegation, &decision);
-    let applied = apply::grants(ctx, delegation, &desired).await;
+    let applied = apply::grants(ctx, delegation, &desired, &decision).await;
     apply::retired_snapshots(&ctx.writer, delegation, &decision, &resolved, &applied).await?;
 
     let status = status::compute(delegation, &decision, &desired, &applied, now());

@@ -38,7 +38,8 @@ pub enum Question {
 }
 
 impl Question {
-    /// The question "may it bind ClusterRole `role` in `namespace`?".
+    /// The question "may it bind ClusterRole `role` in `namespace`?" (in
+    /// every namespace when `namespace` is empty).
     pub fn bind(namespace: &str, role: &str) -> Self {
         Self::Resource {
             namespace: namespace.into(),
@@ -62,7 +63,7 @@ impl Question {
                 name,
             } => (
                 Some(ResourceAttributes {
-                    namespace: Some(namespace.clone()),
+                    namespace: (!namespace.is_empty()).then(|| namespace.clone()),
                     verb: Some(verb.clone()),
                     group: Some(group.clone()),
                     resource: Some(resource.clone()),
@@ -105,7 +106,11 @@ impl std::fmt::Display for Question {
                 if !name.is_empty() {
                     write!(f, " {name:?}")?;
                 }
-                write!(f, " in namespace {namespace}")
+                if namespace.is_empty() {
+                    write!(f, " in every namespace")
+                } else {
+                    write!(f, " in namespace {namespace}")
+                }
             }
             Self::Url { verb, path } => write!(f, "{verb} {path}"),
         }

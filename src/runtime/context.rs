@@ -63,9 +63,18 @@ pub struct Context {
     pub settings: Settings,
     /// Consecutive failures per object, for backoff.
     pub failures: Failures,
+    /// True once the revocation pass after start has run
+    /// ([`crate::delegation::revoke`]); grants wait for it.
+    pub revoked: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
+    /// Waits until the revocation pass after start has run.
+    pub async fn revoked_first(&self) {
+        let mut revoked = self.revoked.clone();
+        let _ = revoked.wait_for(|done| *done).await;
+    }
+
     /// Waits for every cache's initial list (see [`Caches::ready`]) and
     /// tells the readiness probe.
     pub async fn caches_ready(&self) {

@@ -64,6 +64,7 @@ pub async fn run(
     let by_namespace = caches.delegations_by_namespace.clone();
     let rb_store = caches.role_bindings.clone();
     let not_ready_store = caches.delegations.clone();
+    let (revoked, revoked_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Context {
         writer: Writer::new(
             client.clone(),
@@ -74,6 +75,7 @@ pub async fn run(
         caches,
         settings: settings.clone(),
         failures: Failures::default(),
+        revoked: revoked_rx,
     });
     let config = Config::default().concurrency(settings.concurrency);
     let by_labels =
@@ -135,7 +137,18 @@ pub async fn run(
                 tracing::debug!(error = %e, "offer reconcile error");
             }
         });
+    // Revocation first: one pass over the caches before any reconcile
+    // grants (the reconciles wait for it).
+    let first = {
+        let ctx = ctx.clone();
+        async move {
+            ctx.caches_ready().await;
+            delegation::revoke::first_pass(&ctx).await;
+            let _ = revoked.send(true);
+        }
+    };
     tokio::join!(
+        first,
         delegations,
         offers,
         gauges::update(ctx.clone(), shutdown.clone()),
