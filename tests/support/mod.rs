@@ -14,6 +14,7 @@ pub use msp_operator::fixtures::{auth, delegation, offer, plan, reader_offer};
 use msp_operator::runtime::context::Settings;
 use msp_operator::runtime::controllers;
 
+pub mod invariant;
 pub mod process;
 use msp_testenv::binaries::repo_root;
 use msp_testenv::{TestEnv, manifests, wait_for};
