@@ -332,19 +332,7 @@ async fn main() -> anyhow::Result<()> {
         manifests::apply_yaml(&admin, &read(file), "msp-bench", "default").await?;
     }
     // Delegations are created only once the consent recorder is in force.
-    let probe = fixtures::delegation("default", "probe", ("default", "o"), "p", "1.0.0", None);
-    msp_testenv::wait_for_admission(
-        &Api::<Delegation>::namespaced(admin.clone(), "default"),
-        &probe,
-        Duration::from_secs(60),
-        "the consent recorder",
-        |answer| {
-            answer
-                .as_ref()
-                .is_ok_and(|d| d.annotations().contains_key("msp-operator.io/consented-by"))
-        },
-    )
-    .await?;
+    manifests::wait_for_consent_recorder(&admin).await?;
     // The operator and the baseline client are both ordinary (non-exempt)
     // users, so API Priority and Fairness treats them alike.
     for (user, role) in [

@@ -12,6 +12,57 @@ use crate::api::{
 };
 use crate::domain::consent::AcceptedPlan;
 
+/// A ClusterRole named `name` with `rules`, labeled delegable.
+pub fn delegable_cluster_role(
+    name: &str,
+    rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+) -> k8s_openapi::api::rbac::v1::ClusterRole {
+    k8s_openapi::api::rbac::v1::ClusterRole {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                [(
+                    crate::domain::delegability::DELEGABLE_LABEL.to_string(),
+                    "true".to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        rules: Some(rules),
+        aggregation_rule: None,
+    }
+}
+
+/// A RoleBinding `namespace/name` of `role` (`(kind, name)`, a Role or a
+/// ClusterRole) to one subject (`(kind, name)`, a User or a Group).
+pub fn role_binding(
+    namespace: &str,
+    name: &str,
+    (role_kind, role): (&str, &str),
+    (subject_kind, subject): (&str, &str),
+) -> k8s_openapi::api::rbac::v1::RoleBinding {
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    RoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: crate::domain::RBAC_GROUP.into(),
+            kind: role_kind.into(),
+            name: role.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: subject_kind.into(),
+            name: subject.into(),
+            api_group: Some(crate::domain::RBAC_GROUP.into()),
+            namespace: None,
+        }]),
+    }
+}
+
 /// The read-only role the examples and most tests grant.
 pub const READER_ROLE: &str = "msp-operator:reader";
 

@@ -9,7 +9,7 @@ mod support;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use msp_operator::api::*;
@@ -70,42 +70,27 @@ async fn allow(admin: &Client, namespace: &str, user: &str, rules: Vec<PolicyRul
     .await;
     apply(
         admin,
-        &RoleBinding {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(namespace.into()),
-                ..Default::default()
-            },
-            role_ref: RoleRef {
-                api_group: RBAC.into(),
-                kind: "Role".into(),
-                name,
-            },
-            subjects: Some(vec![Subject {
-                kind: "User".into(),
-                name: user.into(),
-                api_group: Some(RBAC.into()),
-                ..Default::default()
-            }]),
-        },
+        &fixtures::role_binding(namespace, &name, ("Role", &name), ("User", user)),
     )
     .await;
 }
 
+/// The offers of the world's provider namespace, as a provider user who may
+/// create and read offers there and nothing else.
+async fn provider_offers(admin: &Client, w: &World) -> Api<ManagedServiceOffer> {
+    let user = unique_name("provider");
+    let offers = rule(
+        "msp-operator.io",
+        &["managedserviceoffers"],
+        &["create", "get"],
+    );
+    allow(admin, &w.provider, &user, vec![offers]).await;
+    Api::namespaced(install().user_client(&user, &[]).await, &w.provider)
+}
+
 /// A delegable ClusterRole named `name` with `rules`.
 async fn delegable_role(admin: &Client, name: &str, rules: Vec<PolicyRule>) {
-    let role = ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(BTreeMap::from([(
-                "msp-operator.io/delegable".to_string(),
-                "true".to_string(),
-            )])),
-            ..Default::default()
-        },
-        rules: Some(rules),
-        aggregation_rule: None,
-    };
+    let role = fixtures::delegable_cluster_role(name, rules);
     Api::<ClusterRole>::all(admin.clone())
         .patch(
             name,
@@ -118,14 +103,7 @@ async fn delegable_role(admin: &Client, name: &str, rules: Vec<PolicyRule>) {
 
 /// Whether `client` may list ConfigMaps in `ns`.
 async fn can_list_configmaps(client: &Client, ns: &str) -> bool {
-    match Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().limit(1))
-        .await
-    {
-        Ok(_) => true,
-        Err(kube::Error::Api(s)) if s.code == 403 => false,
-        Err(e) => panic!("listing configmaps in {ns}: {e}"),
-    }
+    can_list::<ConfigMap>(client, ns).await
 }
 
 /// The API server's refusal of `result`, which must be one.
@@ -213,24 +191,12 @@ async fn consent_cannot_grant_more_than_the_consenter_could() {
     .await;
 
     // Kubernetes refuses her the RoleBinding itself.
-    let direct = RoleBinding {
-        metadata: ObjectMeta {
-            name: Some("direct".into()),
-            namespace: Some(w.customer.name().into()),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: RBAC.into(),
-            kind: "ClusterRole".into(),
-            name: powerful.clone(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "Group".into(),
-            name: group.clone(),
-            api_group: Some(RBAC.into()),
-            ..Default::default()
-        }]),
-    };
+    let direct = fixtures::role_binding(
+        &w.customer,
+        "direct",
+        ("ClusterRole", &powerful),
+        ("Group", &group),
+    );
     let rbs: Api<RoleBinding> = Api::namespaced(as_mallory.clone(), &w.customer);
     refused_with(
         "a direct RoleBinding",
@@ -450,20 +416,7 @@ async fn everyone_and_someone_else_are_never_principals() {
     let env = env();
     let admin = env.client().await;
     let w = world("system").await;
-    let provider_user = unique_name("provider");
-    let as_provider = env.user_client(&provider_user, &[]).await;
-    allow(
-        &admin,
-        &w.provider,
-        &provider_user,
-        vec![rule(
-            "msp-operator.io",
-            &["managedserviceoffers"],
-            &["create", "get"],
-        )],
-    )
-    .await;
-    let offers: Api<ManagedServiceOffer> = Api::namespaced(as_provider, &w.provider);
+    let offers = provider_offers(&admin, &w).await;
     for (kind, name, expected) in [
         (
             PrincipalKind::Group,
@@ -875,20 +828,7 @@ async fn a_provider_is_the_tenant_of_its_namespace() {
     let env = env();
     let admin = env.client().await;
     let w = world("spoof").await;
-    let provider_user = unique_name("provider");
-    let as_provider = env.user_client(&provider_user, &[]).await;
-    allow(
-        &admin,
-        &w.provider,
-        &provider_user,
-        vec![rule(
-            "msp-operator.io",
-            &["managedserviceoffers"],
-            &["create", "get"],
-        )],
-    )
-    .await;
-    let offers: Api<ManagedServiceOffer> = Api::namespaced(as_provider, &w.provider);
+    let offers = provider_offers(&admin, &w).await;
     let spoofed = fixtures::reader_offer(&w.provider, "contoso-msp", "x");
     let message = refused_with(
         "an offer claiming another tenant",
@@ -926,28 +866,13 @@ async fn the_operators_own_identity_is_bounded() {
         "app.kubernetes.io/managed-by".to_string(),
         "msp-operator".to_string(),
     )]);
-    let binding = |name: &str,
-                   role: &str,
-                   subject: &str,
-                   labels: Option<BTreeMap<String, String>>| RoleBinding {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(w.customer.name().into()),
-            labels,
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: RBAC.into(),
-            kind: "ClusterRole".into(),
-            name: role.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "User".into(),
-            name: subject.into(),
-            api_group: Some(RBAC.into()),
-            ..Default::default()
-        }]),
-    };
+    let binding =
+        |name: &str, role: &str, subject: &str, labels: Option<BTreeMap<String, String>>| {
+            let mut rb =
+                fixtures::role_binding(&w.customer, name, ("ClusterRole", role), ("User", subject));
+            rb.metadata.labels = labels;
+            rb
+        };
     for (what, object, expected) in [
         (
             "cluster-admin",

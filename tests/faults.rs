@@ -10,13 +10,13 @@ mod support;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use msp_operator::api::*;
 use msp_operator::fixtures;
 use msp_testenv::operator::OperatorProcess;
 use msp_testenv::{TestNamespace, unique_name};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::invariant;
@@ -164,6 +164,21 @@ async fn kill(op: &mut OperatorProcess) {
     op.wait_exit(Duration::from_secs(10)).await;
 }
 
+/// SIGKILLs `op` `times` times, each after a random 0.2 to 1.5 s, and
+/// starts a new one each time.
+async fn kill_at_random(
+    op: &mut OperatorProcess,
+    times: usize,
+    random: &mut Random,
+    kubeconfig: &Path,
+) {
+    for _ in 0..times {
+        tokio::time::sleep(Duration::from_millis(200 + random.below(1300))).await;
+        kill(op).await;
+        *op = start(kubeconfig, "kill", &[]);
+    }
+}
+
 async fn apply_all(admin: &Client, delegations: Vec<Delegation>) {
     futures::future::join_all(delegations.iter().map(|d| apply(admin, d))).await;
 }
@@ -192,11 +207,7 @@ async fn random_kills_lose_nothing_and_add_nothing() {
         (0..n).map(|i| fleet.delegation(i, "1.0.0")).collect(),
     )
     .await;
-    for _ in 0..kills / 2 {
-        tokio::time::sleep(Duration::from_millis(200 + random.below(1300))).await;
-        kill(&mut op).await;
-        op = start(&kubeconfig, "kill", &[]);
-    }
+    kill_at_random(&mut op, kills / 2, &mut random, &kubeconfig).await;
     // A plan update fans out: one group leaves, one joins.
     let groups_v2 = ["kill-g2", "kill-g3", "kill-g4"];
     apply(
@@ -209,11 +220,7 @@ async fn random_kills_lose_nothing_and_add_nothing() {
         (0..n).map(|i| fleet.delegation(i, "2.0.0")).collect(),
     )
     .await;
-    for _ in kills / 2..kills {
-        tokio::time::sleep(Duration::from_millis(200 + random.below(1300))).await;
-        kill(&mut op).await;
-        op = start(&kubeconfig, "kill", &[]);
-    }
+    kill_at_random(&mut op, kills - kills / 2, &mut random, &kubeconfig).await;
     // Each Delegation grants 3 groups in 2 namespaces.
     let took = invariant::converges(&admin, &fleet.scope(), n * 6, Duration::from_secs(180)).await;
     eprintln!(
@@ -311,23 +318,15 @@ async fn changes_while_down_are_revoked_first() {
     let n = 8;
     let fleet = Fleet::new("down", n).await;
     let role = unique_name("down-reader");
-    let reader = ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(role.clone()),
-            labels: Some(BTreeMap::from([(
-                "msp-operator.io/delegable".to_string(),
-                "true".to_string(),
-            )])),
-            ..Default::default()
-        },
-        rules: Some(vec![PolicyRule {
+    let reader = fixtures::delegable_cluster_role(
+        &role,
+        vec![PolicyRule {
             api_groups: Some(vec![String::new()]),
             resources: Some(vec!["pods".into()]),
             verbs: vec!["get".into(), "list".into()],
             ..Default::default()
-        }]),
-        aggregation_rule: None,
-    };
+        }],
+    );
     let roles: Api<ClusterRole> = Api::all(admin.clone());
     roles
         .patch(

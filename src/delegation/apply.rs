@@ -151,8 +151,6 @@ pub async fn grants(
     desired: &Desired,
     decision: &Decision,
 ) -> Applied {
-    let namespace = delegation.namespace().unwrap_or_default();
-    let name = delegation.name_any();
     // A grant found missing while the same version was Ready was taken away
     // behind the operator's back (drift); the grants of a newly accepted
     // version are new.
@@ -185,20 +183,7 @@ pub async fn grants(
     }
     role_bindings(ctx, desired, previously_ready, &mut applied).await;
 
-    let wanted_bindings = keys_of(&desired.role_bindings);
-    let wanted_roles = keys_of(&desired.roles);
-    let bindings = ctx.caches.role_bindings_of(&namespace, &name);
-    prune(
-        ctx,
-        bindings,
-        &wanted_bindings,
-        &namespace,
-        &name,
-        &mut applied,
-    )
-    .await;
-    let roles = ctx.caches.roles_of(&namespace, &name);
-    prune(ctx, roles, &wanted_roles, &namespace, &name, &mut applied).await;
+    prune_unwanted(ctx, delegation, desired, &mut applied).await;
     applied
 }
 
@@ -223,9 +208,21 @@ fn keys_of<K: Resource>(objects: &[K]) -> BTreeSet<(String, String)> {
 /// hold, and nothing else; returns how many it deleted (see
 /// [`crate::delegation::revoke`]).
 pub async fn revoke_unwanted(ctx: &Context, delegation: &Delegation, desired: &Desired) -> usize {
+    let mut applied = Applied::default();
+    prune_unwanted(ctx, delegation, desired, &mut applied).await;
+    applied.changed
+}
+
+/// Deletes the delegation's Roles and RoleBindings (from the indexes) that
+/// `desired` does not hold.
+async fn prune_unwanted(
+    ctx: &Context,
+    delegation: &Delegation,
+    desired: &Desired,
+    applied: &mut Applied,
+) {
     let namespace = delegation.namespace().unwrap_or_default();
     let name = delegation.name_any();
-    let mut applied = Applied::default();
     let bindings = ctx.caches.role_bindings_of(&namespace, &name);
     prune(
         ctx,
@@ -233,7 +230,7 @@ pub async fn revoke_unwanted(ctx: &Context, delegation: &Delegation, desired: &D
         &keys_of(&desired.role_bindings),
         &namespace,
         &name,
-        &mut applied,
+        applied,
     )
     .await;
     let roles = ctx.caches.roles_of(&namespace, &name);
@@ -243,10 +240,9 @@ pub async fn revoke_unwanted(ctx: &Context, delegation: &Delegation, desired: &D
         &keys_of(&desired.roles),
         &namespace,
         &name,
-        &mut applied,
+        applied,
     )
     .await;
-    applied.changed
 }
 
 /// Writes the desired RoleBindings that are missing or differ, side by side;

@@ -84,19 +84,8 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let mut removed = 0;
-    for object in Api::<K>::all(writer.client.clone()).list(params).await? {
-        let api: Api<K> = writer.api(&object.namespace().unwrap_or_default());
-        match writer
-            .limited(api.delete(&object.name_any(), &DeleteParams::default()))
-            .await
-        {
-            Ok(_) => removed += 1,
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(removed)
+    let listed = Api::<K>::all(writer.client.clone()).list(params).await?;
+    delete_all(writer, listed.items.into_iter().map(Arc::new).collect()).await
 }
 
 /// Removes exactly our finalizer, and only if it is still at `index`.
@@ -201,9 +190,18 @@ pub async fn sweep_once(ctx: &Context, min_age: Duration) -> usize {
         in_scope,
         |o: &ControllerRevision| old_enough(&o.metadata),
     );
-    let removed = delete_all(&ctx.writer, bindings).await
-        + delete_all(&ctx.writer, roles).await
-        + delete_all(&ctx.writer, records).await;
+    let mut removed = 0;
+    for deleted in [
+        delete_all(&ctx.writer, bindings).await,
+        delete_all(&ctx.writer, roles).await,
+        delete_all(&ctx.writer, records).await,
+    ] {
+        match deleted {
+            Ok(n) => removed += n,
+            // The next sweep tries again.
+            Err(e) => tracing::warn!(error = %e, "cannot remove an orphaned grant"),
+        }
+    }
     if removed > 0 {
         info!(removed, "removed grants that outlived their Delegation");
         ctx.settings.metrics.orphans_removed.inc_by(removed as u64);
@@ -211,8 +209,8 @@ pub async fn sweep_once(ctx: &Context, min_age: Duration) -> usize {
     removed
 }
 
-/// Deletes `objects`; returns how many it deleted.
-async fn delete_all<K>(writer: &Writer, objects: Vec<Arc<K>>) -> usize
+/// Deletes `objects`; returns how many it deleted (gone already is fine).
+async fn delete_all<K>(writer: &Writer, objects: Vec<Arc<K>>) -> Result<usize, Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -228,12 +226,10 @@ where
         {
             Ok(_) => removed += 1,
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                tracing::warn!(error = %e, object = %object.name_any(), "cannot remove an orphaned grant")
-            }
+            Err(e) => return Err(e.into()),
         }
     }
-    removed
+    Ok(removed)
 }
 
 #[cfg(test)]

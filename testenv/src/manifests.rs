@@ -93,3 +93,36 @@ pub async fn apply_yaml(
     }
     Ok(applied)
 }
+
+/// Waits until msp-operator's consent recorder (a MutatingAdmissionPolicy)
+/// is in force: admission policies take effect a moment after they are
+/// created, and a Delegation created before would carry no consenter.
+/// Probes with a dry-run Delegation in `default`; nothing is stored.
+pub async fn wait_for_consent_recorder(client: &Client) -> anyhow::Result<()> {
+    let probe: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "msp-operator.io/v1alpha1",
+        "kind": "Delegation",
+        "metadata": {"name": "consent-recorder-probe", "namespace": "default"},
+        "spec": {"offerRef": {"namespace": "default", "name": "o"}, "plan": "p", "planVersion": "1.0.0"}
+    }))?;
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "msp-operator.io",
+        "v1alpha1",
+        "Delegation",
+    ));
+    crate::wait::wait_for_admission(
+        &Api::namespaced_with(client.clone(), "default", &resource),
+        &probe,
+        std::time::Duration::from_secs(60),
+        "the consent recorder (deploy/consent-recorder.yaml)",
+        |answer| {
+            answer.as_ref().is_ok_and(|d| {
+                d.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("msp-operator.io/consented-by"))
+            })
+        },
+    )
+    .await
+}

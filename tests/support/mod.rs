@@ -101,27 +101,9 @@ pub fn install() -> &'static TestEnv {
 /// moment after they are created): the consent recorder fills in the
 /// consenter, and the validating policies refuse a spoofed offer.
 pub async fn wait_for_policies(client: &Client) {
-    let probe = delegation(
-        "default",
-        "policy-probe",
-        ("default", "o"),
-        "p",
-        "1.0.0",
-        None,
-    );
-    msp_testenv::wait_for_admission(
-        &Api::<Delegation>::namespaced(client.clone(), "default"),
-        &probe,
-        Duration::from_secs(60),
-        "the consent recorder",
-        |answer| {
-            answer
-                .as_ref()
-                .is_ok_and(|d| d.annotations().contains_key("msp-operator.io/consented-by"))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    manifests::wait_for_consent_recorder(client)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let spoofed = reader_offer("default", "not-default", "x");
     msp_testenv::wait_for_admission(
         &Api::<ManagedServiceOffer>::namespaced(client.clone(), "default"),
@@ -245,14 +227,24 @@ pub async fn managed_bindings(client: &Client, ns: &str, name: &str) -> Vec<Role
 
 /// Whether `client` may list pods in `ns` (true), is forbidden (false).
 pub async fn can_list_pods(client: &Client, ns: &str) -> bool {
-    use k8s_openapi::api::core::v1::Pod;
-    match Api::<Pod>::namespaced(client.clone(), ns)
+    can_list::<k8s_openapi::api::core::v1::Pod>(client, ns).await
+}
+
+/// Whether `client` may list `K` in `ns` (true), is forbidden (false).
+pub async fn can_list<K>(client: &Client, ns: &str) -> bool
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match Api::<K>::namespaced(client.clone(), ns)
         .list(&ListParams::default().limit(1))
         .await
     {
         Ok(_) => true,
         Err(kube::Error::Api(s)) if s.code == 403 => false,
-        Err(e) => panic!("unexpected error listing pods in {ns}: {e}"),
+        Err(e) => panic!("unexpected error listing {} in {ns}: {e}", K::plural(&())),
     }
 }
 

@@ -124,34 +124,8 @@ async fn run(operator: PathBuf) -> anyhow::Result<()> {
         manifests::apply_yaml(&client, &yaml, "msp-dev", "default").await?;
         eprintln!("msp-dev: applied {file}");
     }
-    // The examples' Delegation must meet the consent recorder in force
-    // (admission policies take effect a moment after they are created).
-    let probe: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "msp-operator.io/v1alpha1",
-        "kind": "Delegation",
-        "metadata": {"name": "msp-dev-probe", "namespace": "default"},
-        "spec": {"offerRef": {"namespace": "default", "name": "o"}, "plan": "p", "planVersion": "1.0.0"}
-    }))?;
-    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-        "msp-operator.io",
-        "v1alpha1",
-        "Delegation",
-    ));
-    msp_testenv::wait_for_admission(
-        &kube::Api::namespaced_with(client.clone(), "default", &resource),
-        &probe,
-        Duration::from_secs(60),
-        "the consent recorder",
-        |answer| {
-            answer.as_ref().is_ok_and(|d| {
-                d.metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key("msp-operator.io/consented-by"))
-            })
-        },
-    )
-    .await?;
+    // The examples' Delegation must meet the consent recorder in force.
+    manifests::wait_for_consent_recorder(&client).await?;
     let examples = root.join("examples");
     let samples = read_yaml_dir(&examples)?;
     manifests::apply_yaml(&client, &samples, "msp-dev", "default").await?;
