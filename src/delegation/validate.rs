@@ -189,8 +189,8 @@ fn visible_to(plan: &crate::api::Plan, customer_tenant: &str) -> bool {
             .any(|t| t.0 == customer_tenant)
 }
 
-/// The common ground of the checks below.
-struct Context<'i> {
+/// What the checks below all read.
+struct Facts<'i> {
     inputs: &'i Inputs<'i>,
     customer_tenant: &'i str,
     offer_key: &'i str,
@@ -205,7 +205,7 @@ fn accept(
     current_plan: Option<&crate::api::Plan>,
     offer_namespace_tenant: Option<&str>,
 ) -> Result<Accepted, Refused> {
-    let cx = Context {
+    let cx = Facts {
         inputs,
         customer_tenant,
         offer_key,
@@ -235,7 +235,7 @@ fn accept(
 /// the record covering the Delegation now; else the content accepted for
 /// this version before (never the live offer's); else, for a version never
 /// accepted, the live plan, when the customer may accept it.
-fn consented_plan(cx: &Context<'_>) -> Result<(AcceptedPlan, bool), Refused> {
+fn consented_plan(cx: &Facts<'_>) -> Result<(AcceptedPlan, bool), Refused> {
     let inputs = cx.inputs;
     let delegation = inputs.delegation;
     if let Some(snapshot) = &inputs.snapshot {
@@ -322,7 +322,7 @@ fn consented_plan(cx: &Context<'_>) -> Result<(AcceptedPlan, bool), Refused> {
 
 /// Every delegated namespace with its state; a namespace of another tenant
 /// refuses the whole Delegation.
-fn namespace_states(cx: &Context<'_>) -> Result<Vec<(String, NamespaceState)>, Refused> {
+fn namespace_states(cx: &Facts<'_>) -> Result<Vec<(String, NamespaceState)>, Refused> {
     let customer_tenant = cx.customer_tenant;
     let mut namespaces = Vec::new();
     for name in cx.inputs.delegation.target_namespaces() {
