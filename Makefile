@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The crate version: the image tag and the chart's version/appVersion.
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
-.PHONY: chaos bench all build test lint fmt-check clippy controlplane-bins controlplane crds run help helm-bin chart-crds image
+.PHONY: fuzz chaos bench all build test lint fmt-check clippy controlplane-bins controlplane crds run help helm-bin chart-crds image
 
 all: build
 
@@ -44,6 +44,14 @@ image: ## Build the container image msp-operator:<crate version> (needs a Docker
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image needs a Docker engine (or build the Dockerfile with another OCI builder)" >&2; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is reachable (\`docker info\` failed); start one or set DOCKER_HOST" >&2; exit 1; }
 	docker build -t msp-operator:$(VERSION) .
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchain and cargo-fuzz; installed if missing)
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	cd fuzz && for target in delegability decide names; do \
+	  $(CARGO) +nightly fuzz run -O $$target -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 chaos: controlplane-bins ## Fault scenarios at full size (200 Delegations, 50 kills; MSP_CHAOS_SCALE=N to change)
 	MSP_CHAOS_SCALE=$${MSP_CHAOS_SCALE:-10} $(CARGO) test --all-features --test faults -- --nocapture --test-threads 1 2>&1 | grep -E '^faults:|test result|panicked|FAILED'; exit $${PIPESTATUS[0]}
