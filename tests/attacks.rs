@@ -106,6 +106,22 @@ async fn can_list_configmaps(client: &Client, ns: &str) -> bool {
     can_list::<ConfigMap>(client, ns).await
 }
 
+/// Waits until delegation `ns/name` has no managed RoleBinding left.
+async fn no_grants_left(admin: &Client, ns: &str, name: &str, timeout: Duration) {
+    wait_until(
+        timeout,
+        &format!("no grant of {ns}/{name} left"),
+        || async {
+            match managed_bindings(admin, ns, name).await.len() {
+                0 => Ok(()),
+                left => Err(format!("{left} left")),
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 /// The API server's refusal of `result`, which must be one.
 fn refusal<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) -> String {
     match result {
@@ -367,20 +383,7 @@ async fn consent_cannot_grant_more_than_the_consenter_could() {
         Some("ConsentExceedsConsenter"),
     )
     .await;
-    wait_until(TIMEOUT, "no grant left", || {
-        let admin = admin.clone();
-        let ns = w.customer.name().to_string();
-        async move {
-            let left = managed_bindings(&admin, &ns, "fair").await;
-            if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{} left", left.len()))
-            }
-        }
-    })
-    .await
-    .expect("fail closed");
+    no_grants_left(&admin, &w.customer, "fair", TIMEOUT).await;
     assert!(!can_list_configmaps(&as_mallory, &w.customer).await);
 
     // Someone who may bind the role consents for the same plan: granted.
@@ -801,24 +804,8 @@ async fn nothing_outlives_its_delegation() {
         .delete("d", &DeleteParams::default())
         .await
         .expect("delete");
-    msp_testenv::wait_until(
-        Duration::from_secs(90),
-        "every grant of the deleted Delegation is swept",
-        || {
-            let admin = admin.clone();
-            let ns = w.customer.name().to_string();
-            async move {
-                let left = managed_bindings(&admin, &ns, "d").await;
-                if left.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("{} left", left.len()))
-                }
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    // The sweep acts on objects older than 30 s, every 10 s.
+    no_grants_left(&admin, &w.customer, "d", Duration::from_secs(90)).await;
     assert!(!can_list_pods(&as_alice, &w.customer).await);
 }
 
