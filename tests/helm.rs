@@ -1499,6 +1499,9 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         ),
     )
     .await;
+    msp_testenv::manifests::wait_for_consent_recorder(&admin)
+        .await
+        .expect("consent recorder");
     apply(
         &admin,
         &delegation(
@@ -1973,6 +1976,11 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
     )
     .await;
     assert_eq!(leader, 0);
+    // The re-created consent recorder must be in force before a Delegation
+    // is created (admission policies take effect a moment after creation).
+    msp_testenv::manifests::wait_for_consent_recorder(&admin)
+        .await
+        .expect("consent recorder");
     succeed(kubectl(env, &["apply", "-f", "examples/"]));
     let waited = succeed(kubectl(
         env,

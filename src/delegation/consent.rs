@@ -42,7 +42,7 @@ pub async fn record(
         decision.outcome = Err(Refused {
             reason: Reason::ConsenterUnknown,
             message: format!(
-                "metadata.annotations[{:?}] is missing, so nobody is known to have consented; re-apply the Delegation (the msp-operator admission policies record you), or on a cluster without MutatingAdmissionPolicy set it to your user name",
+                "metadata.annotations[{:?}] is missing, so nobody is known to have consented (the Delegation was created before the msp-operator consent recorder was in force, or the cluster has no MutatingAdmissionPolicy); set it to your own user name, or delete and re-create the Delegation",
                 crate::domain::names::CONSENTED_BY_ANNOTATION
             ),
         });
