@@ -73,10 +73,10 @@ async fn grant(delegation: &Delegation, ctx: &Context) -> Result<Action, Error> 
     let mut superseded = apply::Superseded::new(key, delegation);
 
     let resolved = resolve::resolve(&ctx.caches, delegation);
-    let mut decision = validate::decide_resolved(delegation, &resolved);
+    let roles = RoleCatalog::new(&resolved.cluster_roles);
+    let mut decision = validate::decide_resolved(delegation, &resolved, &roles);
 
     apply::metadata(&ctx.writer, delegation, &mut superseded).await?;
-    let roles = RoleCatalog::new(&resolved.cluster_roles);
     consent::record(&ctx.writer, delegation, &mut decision, &roles).await?;
     let desired = build::for_decision(delegation, &decision);
     let applied = apply::grants(ctx, delegation, &desired, &decision).await;

@@ -8,6 +8,7 @@
 //! asks the API server and never writes a grant or a status.
 
 use crate::delegation::{apply, build, resolve, validate};
+use crate::domain::delegability::RoleCatalog;
 use crate::runtime::context::Context;
 use std::sync::Arc;
 use tracing::info;
@@ -22,7 +23,8 @@ pub async fn first_pass(ctx: &Arc<Context>) -> usize {
             build::Desired::default()
         } else {
             let resolved = resolve::resolve(&ctx.caches, &delegation);
-            let decision = validate::decide_resolved(&delegation, &resolved);
+            let roles = RoleCatalog::new(&resolved.cluster_roles);
+            let decision = validate::decide_resolved(&delegation, &resolved, &roles);
             build::for_decision(&delegation, &decision)
         };
         revoked += apply::revoke_unwanted(ctx, &delegation, &desired).await;

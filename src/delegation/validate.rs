@@ -83,8 +83,11 @@ pub struct Inputs<'a> {
 }
 
 /// Decides what `delegation` may be granted from what was resolved for it.
-pub fn decide_resolved(delegation: &Delegation, resolved: &Resolved) -> Decision {
-    let catalog = RoleCatalog::new(&resolved.cluster_roles);
+pub fn decide_resolved(
+    delegation: &Delegation,
+    resolved: &Resolved,
+    catalog: &RoleCatalog<'_>,
+) -> Decision {
     decide(&Inputs {
         delegation,
         offer: resolved.offer.as_deref(),
