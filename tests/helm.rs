@@ -419,6 +419,7 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
                 ("ClusterRoleBinding", 1),
                 ("CustomResourceDefinition", 2),
                 ("Deployment", 1),
+                ("Lease", 1),
                 ("Role", 1),
                 ("RoleBinding", 1),
                 ("ServiceAccount", 1),
@@ -427,7 +428,7 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
             ]
             .map(|(k, n)| (k.to_string(), n))
         ),
-        "the default objects (the Lease Role and its binding; no metrics Service, \
+        "the default objects (the Lease, its Role and binding; no metrics Service, \
          ServiceMonitor or PodDisruptionBudget)"
     );
 
@@ -449,7 +450,15 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
             format!("msp-operator-{}", env!("CARGO_PKG_VERSION")),
             "{what}"
         );
-        if ["Deployment", "ServiceAccount", "Role", "RoleBinding"].contains(&kind(object)) {
+        if [
+            "Deployment",
+            "Lease",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+        ]
+        .contains(&kind(object))
+        {
             assert_eq!(object["metadata"]["namespace"], NAMESPACE, "{what}");
         }
     }
@@ -834,8 +843,8 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
     ]);
     assert_eq!(
         count_by_kind(&objects),
-        BTreeMap::from([("Deployment".to_string(), 1)]),
-        "on top of deploy/, the chart adds only the Deployment"
+        BTreeMap::from([("Deployment".to_string(), 1), ("Lease".to_string(), 1)]),
+        "on top of deploy/, the chart adds only the Deployment and its Lease"
     );
 }
 
@@ -1116,6 +1125,14 @@ fn leader_election_and_high_availability_render() {
     let objects = render(&["leaderElection.leaseName=msp-lock"]);
     assert_eq!(env_var(container(&objects), "MSP_LEASE_NAME"), "msp-lock");
     assert_lease_rbac(&objects, RELEASE, RELEASE, "msp-lock");
+    // The chart makes the Lease (so uninstall removes it), with no spec: the
+    // replicas own its holder and renewals.
+    let lease = find(&objects, "Lease", "msp-lock");
+    assert_eq!(lease["metadata"]["namespace"], NAMESPACE);
+    assert!(
+        lease.get("spec").is_none(),
+        "the chart leaves the Lease's spec to the replicas"
+    );
 
     // Without leader election: one replica, Recreate, no Lease and no Role.
     let objects = render(&["leaderElection.enabled=false"]);
@@ -1135,6 +1152,7 @@ fn leader_election_and_high_availability_render() {
     assert_eq!(env_var(container, "MSP_SHUTDOWN_GRACE_SECONDS"), "10");
     assert!(of_kind(&objects, "Role").is_empty());
     assert!(of_kind(&objects, "RoleBinding").is_empty());
+    assert!(of_kind(&objects, "Lease").is_empty());
 
     // rbac.create=false: leader election on, the Lease granted elsewhere.
     let objects = render(&["rbac.create=false"]);
@@ -1832,10 +1850,12 @@ async fn helm_install_upgrade_uninstall_and_kubectl_apply_on_a_real_cluster() {
         "the Lease RoleBinding to go",
     )
     .await;
-    Api::<Lease>::namespaced(admin.clone(), &ns)
-        .get(&lease)
-        .await
-        .expect("the Lease is the operator's, not the chart's: it stays, released");
+    gone(
+        Api::<Lease>::namespaced(admin.clone(), &ns),
+        &lease,
+        "the chart's Lease to go",
+    )
+    .await;
     gone(
         Api::<ClusterRole>::all(admin.clone()),
         "msp-operator:reader",
