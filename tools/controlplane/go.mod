@@ -1,5 +1,7 @@
 // Wrapper module that builds a real Kubernetes control plane (kube-apiserver,
-// kube-controller-manager, kubectl) and etcd from their published Go modules.
+// kube-controller-manager, kubectl) and etcd from their published Go modules,
+// and, for the offline kind node image (tools/kind/node-image.sh), kubelet,
+// kubeadm, kube-scheduler and kube-proxy at the same version.
 // k8s.io/kubernetes cannot be required directly without pinning its staging
 // modules, hence the replace block (generated from upstream's go.mod).
 module msp-operator.io/tools/controlplane
