@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The crate version: the image tag and the chart's version/appVersion.
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
-.PHONY: fuzz chaos bench all build test lint fmt-check clippy controlplane-bins controlplane crds run help helm-bin chart-crds image
+.PHONY: fuzz chaos bench all build test lint fmt-check clippy controlplane-bins controlplane crds run help helm-bin chart-crds image image-local e2e-kind kind-node-image
 
 all: build
 
@@ -44,6 +44,16 @@ image: ## Build the container image msp-operator:<crate version> (needs a Docker
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed; the image needs a Docker engine (or build the Dockerfile with another OCI builder)" >&2; exit 1; }
 	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is reachable (\`docker info\` failed); start one or set DOCKER_HOST" >&2; exit 1; }
 	docker build -t msp-operator:$(VERSION) .
+
+image-local: ## Build msp-operator:<crate version> from a release build on this host (no registry needed)
+	bash tools/image/build.sh msp-operator:$(VERSION)
+
+kind-node-image: ## Build (or find cached) the offline kind node image, for machines that cannot pull kindest/node
+	@bash tools/kind/engine.sh
+	bash tools/kind/node-image.sh
+
+e2e-kind: ## The kind tier: image, kind cluster, chart in cluster, the suite against it (provisions Docker/kind as needed)
+	bash tests/e2e/kind.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchain and cargo-fuzz; installed if missing)
