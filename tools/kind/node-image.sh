@@ -30,6 +30,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache_root=${MSP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/msp-operator}
 log() { echo "node-image.sh: $*" >&2; }
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+}
 
 # Pins. Kubernetes and etcd come from tools/controlplane/go.mod.
 crictl_version=v1.37.0
@@ -93,7 +97,7 @@ binaries() {
 }
 
 rootfs() {
-  command -v debootstrap >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null
+  command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
   local r=$work/rootfs f=$kind_src/images/base/files
   debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,iptables,iproute2,mount,ca-certificates,procps,containerd,runc,conntrack,ethtool,socat,util-linux,kmod,libseccomp2,pigz,nftables,ebtables,jq,curl,e2fsprogs,fuse-overlayfs,bash \
@@ -170,7 +174,7 @@ images() {
   printf 'FROM scratch\nCOPY pause /pause\nENTRYPOINT ["/pause"]\n' >"$work/img/pause/Dockerfile"
   docker build -q -t "registry.k8s.io/pause:$pause_image_tag" "$work/img/pause" >/dev/null
   docker tag "registry.k8s.io/pause:$pause_image_tag" registry.k8s.io/pause:3.10
-  command -v busybox >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null
+  command -v busybox >/dev/null 2>&1 || apt_install busybox-static
   mkdir -p "$work/img/busybox" && cp "$(command -v busybox)" "$work/img/busybox/busybox"
   printf 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n' >"$work/img/busybox/Dockerfile"
   docker build -q -t msp-operator.io/kind-busybox:local "$work/img/busybox" >/dev/null
