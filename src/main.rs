@@ -120,7 +120,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     })?;
     let client = kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&CountRequests(metrics.clone()))
+        .with_layer(&CountRequests {
+            metrics: metrics.clone(),
+            health: health.clone(),
+        })
         .build();
     let server = preflight::check(&client).await?;
     tracing::info!(%server, "msp-operator {} starting", env!("CARGO_PKG_VERSION"));

@@ -14,9 +14,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// Label set `controller`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -179,12 +180,56 @@ pub struct Health {
     pub leading: AtomicBool,
     /// Leader election is on (a standby is then ready without leading).
     pub leader_election: AtomicBool,
+    /// Since when (ms on [`clock_ms`]) every request to the API server has
+    /// failed without an answer or with a server error; 0 while it answers.
+    /// Set by [`CountRequests`].
+    api_failing_since_ms: AtomicU64,
+}
+
+/// How long requests must keep failing before a replica says it is not
+/// ready: one failed request under load is not an outage, and readiness
+/// should not flap with it.
+pub const API_AWAY_AFTER: Duration = Duration::from_secs(5);
+
+/// Milliseconds on a monotonic clock that starts with the process (never 0).
+fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl Health {
-    /// `/readyz`: a leader (or a replica without leader election) is ready
-    /// once its caches are synced; a standby is ready while it waits.
+    /// Records the outcome of one request to the API server.
+    pub fn record_answer(&self, answered: bool) {
+        if answered {
+            self.api_failing_since_ms.store(0, Ordering::Release);
+        } else {
+            let _ = self.api_failing_since_ms.compare_exchange(
+                0,
+                clock_ms(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+
+    /// Whether requests have kept failing for [`API_AWAY_AFTER`] at `now_ms`.
+    fn api_away_at(&self, now_ms: u64) -> bool {
+        let since = self.api_failing_since_ms.load(Ordering::Acquire);
+        since != 0 && now_ms.saturating_sub(since) >= API_AWAY_AFTER.as_millis() as u64
+    }
+
+    /// `/readyz`: nobody is ready while the API server is away (a replica
+    /// that cannot reach it can neither grant nor revoke); then a leader (or
+    /// a replica without leader election) is ready once its caches are
+    /// synced, and a standby while it waits.
     pub fn ready(&self) -> bool {
+        self.ready_at(clock_ms())
+    }
+
+    fn ready_at(&self, now_ms: u64) -> bool {
+        if self.api_away_at(now_ms) {
+            return false;
+        }
         let leading = self.leading.load(Ordering::Acquire);
         let synced = self.caches_synced.load(Ordering::Acquire);
         if self.leader_election.load(Ordering::Acquire) && !leading {
@@ -215,16 +260,21 @@ pub fn verb_of<B>(request: &Request<B>) -> &'static str {
     }
 }
 
-/// A tower layer counting requests into [`Metrics::kube_requests`].
+/// A tower layer counting requests into [`Metrics::kube_requests`] and
+/// recording in [`Health`] whether the API server answers.
 #[derive(Clone)]
-pub struct CountRequests(pub Arc<Metrics>);
+pub struct CountRequests {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
 
 impl<S> tower::Layer<S> for CountRequests {
     type Service = Counted<S>;
     fn layer(&self, inner: S) -> Self::Service {
         Counted {
             inner,
-            metrics: self.0.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
         }
     }
 }
@@ -234,6 +284,15 @@ impl<S> tower::Layer<S> for CountRequests {
 pub struct Counted<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+/// Whether an answer shows a working API server: any answer but a server
+/// error (5xx: its etcd is away, or it is shutting down) or no answer at all.
+fn reachable<B, E>(result: &Result<Response<B>, E>) -> bool {
+    result
+        .as_ref()
+        .is_ok_and(|response| !response.status().is_server_error())
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for Counted<S>
@@ -252,9 +311,11 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let verb = verb_of(&request);
         let metrics = self.metrics.clone();
+        let health = self.health.clone();
         let future = self.inner.call(request);
         Box::pin(async move {
             let result = future.await;
+            health.record_answer(reachable(&result));
             let code = match &result {
                 Ok(response) => response.status().as_u16().to_string(),
                 Err(_) => "error".to_string(),
@@ -306,6 +367,44 @@ mod tests {
         let standby = Health::default();
         standby.leader_election.store(true, Ordering::Release);
         assert!(standby.ready(), "a standby is ready while it waits");
+    }
+
+    #[test]
+    fn nobody_is_ready_while_the_api_server_is_away() {
+        let leader = Health::default();
+        leader.leading.store(true, Ordering::Release);
+        leader.caches_synced.store(true, Ordering::Release);
+        let standby = Health::default();
+        standby.leader_election.store(true, Ordering::Release);
+        let grace = API_AWAY_AFTER.as_millis() as u64;
+        for health in [&leader, &standby] {
+            health.api_failing_since_ms.store(1_000, Ordering::Release);
+            assert!(
+                health.ready_at(1_000 + grace - 1),
+                "one failure is not an outage"
+            );
+            assert!(
+                !health.ready_at(1_000 + grace),
+                "failing for the grace: away"
+            );
+            health.record_answer(false);
+            assert_eq!(
+                health.api_failing_since_ms.load(Ordering::Acquire),
+                1_000,
+                "a later failure keeps the first failure's time"
+            );
+            health.record_answer(true);
+            assert!(health.ready_at(1_000 + grace), "an answer ends the outage");
+        }
+        let answer = |code: u16| -> Result<Response<()>, ()> {
+            Ok(Response::builder().status(code).body(()).expect("response"))
+        };
+        assert!(reachable(&answer(200)));
+        assert!(reachable(&answer(404)), "a refusal is an answer");
+        assert!(reachable(&answer(429)), "throttled, but there");
+        assert!(!reachable(&answer(500)));
+        assert!(!reachable(&answer(503)));
+        assert!(!reachable::<(), ()>(&Err(())), "no answer at all");
     }
 
     #[test]
