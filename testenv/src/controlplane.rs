@@ -9,13 +9,16 @@
 use crate::binaries::Binaries;
 use crate::kubeconfig::{Credentials, render_kubeconfig};
 use crate::pki::Pki;
-use crate::process::{register, spawn_guarded, stop_child, unregister};
+use crate::process::{
+    register, signal_group, spawn_guarded, stop_child, unregister, unregister_pid,
+};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{Api, Client};
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -49,13 +52,27 @@ pub struct ControlPlaneOptions {
     pub skip_controller_manager: bool,
 }
 
+/// One process of the control plane, and how to start it again.
+#[derive(Debug)]
+struct Component {
+    name: String,
+    binary: PathBuf,
+    args: Vec<String>,
+    /// `None` while it is killed (between [`LocalControlPlane::kill`] and
+    /// [`LocalControlPlane::restart`]).
+    child: Option<Child>,
+}
+
 /// A running local control plane. Dropping it stops every process.
 #[derive(Debug)]
 pub struct LocalControlPlane {
     id: u64,
     dir: PathBuf,
     remove_dir: bool,
-    children: Vec<(String, Child)>,
+    /// Behind a lock so that fault tests can kill and restart components of
+    /// the environment they share (`&self`).
+    components: Mutex<Vec<Component>>,
+    etcd_port: u16,
     pki: Pki,
     server: String,
     admin_kubeconfig: PathBuf,
@@ -144,7 +161,8 @@ impl LocalControlPlane {
             id,
             dir: dir.clone(),
             remove_dir,
-            children: Vec::new(),
+            components: Mutex::new(Vec::new()),
+            etcd_port,
             pki,
             server: server.clone(),
             admin_kubeconfig: dir.join("admin.kubeconfig"),
@@ -250,8 +268,31 @@ impl LocalControlPlane {
         Ok(plane)
     }
 
+    fn components(&self) -> std::sync::MutexGuard<'_, Vec<Component>> {
+        // A panic while holding the lock leaves the list itself intact.
+        self.components
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn spawn(&mut self, name: &str, binary: &Path, args: Vec<String>) -> anyhow::Result<()> {
-        let log = fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let child = self.start_process(name, binary, &args)?;
+        self.components().push(Component {
+            name: name.to_string(),
+            binary: binary.to_path_buf(),
+            args,
+            child: Some(child),
+        });
+        Ok(())
+    }
+
+    /// Starts `binary` with `args`, logging to `<name>.log` (appended to, so
+    /// a restarted component's log continues).
+    fn start_process(&self, name: &str, binary: &Path, args: &[String]) -> anyhow::Result<Child> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))?;
         let mut command = Command::new(binary);
         command
             .args(args)
@@ -266,13 +307,86 @@ impl LocalControlPlane {
             child.id(),
             self.remove_dir.then(|| self.dir.clone()),
         );
-        self.children.push((name.to_string(), child));
+        Ok(child)
+    }
+
+    /// Kills component `name` (`etcd`, `kube-apiserver`,
+    /// `kube-controller-manager`) with SIGKILL, as a crash would, and reaps
+    /// it. [`Self::restart`] starts it again.
+    pub fn kill(&self, name: &str) -> anyhow::Result<()> {
+        let mut components = self.components();
+        let component = components
+            .iter_mut()
+            .find(|c| c.name == name)
+            .ok_or_else(|| anyhow::anyhow!("no component {name}"))?;
+        if let Some(mut child) = component.child.take() {
+            signal_group(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+            unregister_pid(self.id, child.id());
+        }
         Ok(())
     }
 
+    /// Starts killed component `name` again, with the arguments and state
+    /// directory it had (etcd keeps its data; the API server its port and
+    /// certificates, so every kubeconfig stays valid).
+    pub fn restart(&self, name: &str) -> anyhow::Result<()> {
+        let mut components = self.components();
+        let component = components
+            .iter_mut()
+            .find(|c| c.name == name)
+            .ok_or_else(|| anyhow::anyhow!("no component {name}"))?;
+        anyhow::ensure!(
+            component.child.is_none(),
+            "{name} is running; kill it first"
+        );
+        component.child = Some(self.start_process(name, &component.binary, &component.args)?);
+        Ok(())
+    }
+
+    /// Waits until the API server answers `/readyz` with `ok` (after a
+    /// restart: it has reconnected to etcd and filled its caches).
+    pub async fn wait_api_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let client = self.admin_client().await?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let request = http::Request::get("/readyz").body(Vec::new())?;
+            if client.request_text(request).await.is_ok_and(|t| t == "ok") {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "kube-apiserver not ready {timeout:?} after its restart; logs are in {}",
+                self.dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Compacts etcd's history up to its current revision and returns that
+    /// revision: a watch resumed from an older resourceVersion then gets
+    /// `410 Gone` and must list again.
+    pub fn compact_etcd(&self) -> anyhow::Result<i64> {
+        let header = etcd_post(self.etcd_port, "/v3/kv/range", r#"{"key":"AA=="}"#)?;
+        let revision: i64 = header["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("etcd's range answer has no revision: {header}"))?;
+        etcd_post(
+            self.etcd_port,
+            "/v3/kv/compaction",
+            &format!(r#"{{"revision":"{revision}","physical":true}}"#),
+        )?;
+        Ok(revision)
+    }
+
     /// Fails fast, with the log's tail, when a process died during startup.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        for (name, child) in &mut self.children {
+    fn check_alive(&self) -> anyhow::Result<()> {
+        for component in self.components().iter_mut() {
+            let name = &component.name;
+            let Some(child) = component.child.as_mut() else {
+                continue;
+            };
             if let Ok(Some(status)) = child.try_wait() {
                 anyhow::bail!(
                     "{name} exited during startup ({status}); last lines of {}:\n{}",
@@ -284,7 +398,7 @@ impl LocalControlPlane {
         Ok(())
     }
 
-    async fn wait_until<F, Fut>(&mut self, what: &str, mut probe: F) -> anyhow::Result<()>
+    async fn wait_until<F, Fut>(&self, what: &str, mut probe: F) -> anyhow::Result<()>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -305,7 +419,7 @@ impl LocalControlPlane {
         }
     }
 
-    async fn wait_ready(&mut self, client: &Client) -> anyhow::Result<()> {
+    async fn wait_ready(&self, client: &Client) -> anyhow::Result<()> {
         let client = client.clone();
         self.wait_until("kube-apiserver /readyz", || {
             let client = client.clone();
@@ -402,10 +516,12 @@ impl LocalControlPlane {
     /// Stops every process (controller manager first, etcd last) and removes
     /// the state directory if it was a temporary one.
     pub fn stop(&mut self) {
-        for (_, child) in self.children.iter_mut().rev() {
-            stop_child(child, Duration::from_secs(5));
+        let mut components = std::mem::take(&mut *self.components());
+        for component in components.iter_mut().rev() {
+            if let Some(child) = component.child.as_mut() {
+                stop_child(child, Duration::from_secs(5));
+            }
         }
-        self.children.clear();
         unregister(self.id);
         if self.remove_dir {
             let _ = fs::remove_dir_all(&self.dir);
@@ -417,6 +533,30 @@ impl Drop for LocalControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// POSTs `body` to etcd's JSON gateway on loopback and returns the answer.
+/// Hand-written over a plain socket: two requests in the fault tests do not
+/// justify an HTTP client dependency. HTTP/1.0, so the answer is not chunked.
+fn etcd_post(port: u16, path: &str, body: &str) -> anyhow::Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, json) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("etcd {path}: no HTTP answer: {answer}"))?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "etcd {path}: {head}\n{json}"
+    );
+    Ok(serde_json::from_str(json)?)
 }
 
 fn write_private(path: &Path, content: &str) -> std::io::Result<()> {

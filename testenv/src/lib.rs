@@ -14,6 +14,7 @@
 pub mod binaries;
 pub mod controlplane;
 pub mod env;
+pub mod faultproxy;
 pub mod kubeconfig;
 pub mod manifests;
 pub mod net;

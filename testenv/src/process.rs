@@ -152,6 +152,15 @@ pub fn register(id: u64, pid: u32, dir: Option<PathBuf>) {
     }
 }
 
+/// Forgets process group `pid` under `id` (it was killed and reaped).
+pub fn unregister_pid(id: u64, pid: u32) {
+    if let Ok(mut registry) = registry().lock()
+        && let Some(entry) = registry.get_mut(&id)
+    {
+        entry.pids.retain(|p| *p != pid);
+    }
+}
+
 /// Forgets everything recorded under `id` (it was stopped explicitly).
 pub fn unregister(id: u64) {
     if let Ok(mut registry) = registry().lock() {
