@@ -251,11 +251,41 @@ pub async fn converges(
         }
         if started.elapsed() > timeout {
             panic!(
-                "{} differences ({} grants expected, at least {at_least} wanted) after {timeout:?}: {report:#?}",
+                "{} differences ({} grants expected, at least {at_least} wanted) after {timeout:?}: {report:#?}\nDelegations:\n{}",
                 report.differences(),
-                report.expected
+                report.expected,
+                readiness(client, namespaces).await
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The Ready condition of every Delegation in `namespaces`, one per line
+/// (for a failure message).
+async fn readiness(client: &Client, namespaces: &BTreeSet<String>) -> String {
+    let Ok(list) = Api::<Delegation>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    else {
+        return "(cannot list Delegations)".into();
+    };
+    list.items
+        .iter()
+        .filter(|d| namespaces.contains(&d.namespace().unwrap_or_default()))
+        .map(|d| {
+            let ready = d
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .map(|c| format!("{} {}: {}", c.status, c.reason, c.message))
+                .unwrap_or_else(|| "no Ready condition".into());
+            format!(
+                "  {}/{}: {ready}",
+                d.namespace().unwrap_or_default(),
+                d.name_any()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
