@@ -121,7 +121,7 @@ where
             )
             .await;
             health.leading.store(false, Ordering::Release);
-            health.caches_synced.store(false, Ordering::Release);
+            health.synced_and_revoked.store(false, Ordering::Release);
             metrics.leader.set(0);
         }
         // Dropping the receiver makes the manager release the Lease.

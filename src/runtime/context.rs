@@ -7,7 +7,6 @@ use crate::runtime::errors::Failures;
 use crate::runtime::metrics::{Health, Metrics};
 use crate::runtime::writer::Writer;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Settings of the controllers.
@@ -22,7 +21,7 @@ pub struct Settings {
     pub reporter: String,
     /// Where the controllers record what they do.
     pub metrics: Arc<Metrics>,
-    /// What the probes report; the controllers set `caches_synced`.
+    /// What the probes report; the controllers set `synced_and_revoked`.
     pub health: Arc<Health>,
     /// Act only on offers and delegations in these namespaces (all when
     /// empty). Grants, tenancy and roles are still read cluster-wide.
@@ -75,13 +74,8 @@ impl Context {
         let _ = revoked.wait_for(|done| *done).await;
     }
 
-    /// Waits for every cache's initial list (see [`Caches::ready`]) and
-    /// tells the readiness probe.
+    /// Waits for every cache's initial list (see [`Caches::ready`]).
     pub async fn caches_ready(&self) {
         self.caches.ready().await;
-        self.settings
-            .health
-            .caches_synced
-            .store(true, Ordering::Release);
     }
 }

@@ -148,6 +148,12 @@ pub async fn run(
             ctx.caches_ready().await;
             delegation::revoke::first_pass(&ctx).await;
             let _ = revoked.send(true);
+            // Ready once grants may be written: after the revocation pass,
+            // which can take a while when much changed while it was away.
+            ctx.settings
+                .health
+                .synced_and_revoked
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     };
     tokio::join!(

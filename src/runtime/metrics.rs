@@ -174,8 +174,9 @@ impl Metrics {
 /// What the probes report.
 #[derive(Default)]
 pub struct Health {
-    /// Every watch cache has its initial list (set by the controllers).
-    pub caches_synced: AtomicBool,
+    /// Every watch cache has its initial list and the first revocation pass
+    /// is done, so grants may be written (set by the controllers).
+    pub synced_and_revoked: AtomicBool,
     /// This replica currently leads.
     pub leading: AtomicBool,
     /// Leader election is on (a standby is then ready without leading).
@@ -221,7 +222,8 @@ impl Health {
     /// `/readyz`: nobody is ready while the API server is away (a replica
     /// that cannot reach it can neither grant nor revoke); then a leader (or
     /// a replica without leader election) is ready once its caches are
-    /// synced, and a standby while it waits.
+    /// synced and it has revoked what changed while it was away, and a
+    /// standby while it waits.
     pub fn ready(&self) -> bool {
         self.ready_at(clock_ms())
     }
@@ -231,7 +233,7 @@ impl Health {
             return false;
         }
         let leading = self.leading.load(Ordering::Acquire);
-        let synced = self.caches_synced.load(Ordering::Acquire);
+        let synced = self.synced_and_revoked.load(Ordering::Acquire);
         if self.leader_election.load(Ordering::Acquire) && !leading {
             return true;
         }
@@ -362,7 +364,7 @@ mod tests {
         let health = Health::default();
         assert!(!health.ready(), "without leader election: not before sync");
         health.leading.store(true, Ordering::Release);
-        health.caches_synced.store(true, Ordering::Release);
+        health.synced_and_revoked.store(true, Ordering::Release);
         assert!(health.ready());
         let standby = Health::default();
         standby.leader_election.store(true, Ordering::Release);
@@ -373,7 +375,7 @@ mod tests {
     fn nobody_is_ready_while_the_api_server_is_away() {
         let leader = Health::default();
         leader.leading.store(true, Ordering::Release);
-        leader.caches_synced.store(true, Ordering::Release);
+        leader.synced_and_revoked.store(true, Ordering::Release);
         let standby = Health::default();
         standby.leader_election.store(true, Ordering::Release);
         let grace = API_AWAY_AFTER.as_millis() as u64;
