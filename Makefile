@@ -64,7 +64,7 @@ fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchai
 	done
 
 chaos: controlplane-bins ## Fault scenarios at full size (200 Delegations, 50 kills; MSP_CHAOS_SCALE=N to change)
-	MSP_CHAOS_SCALE=$${MSP_CHAOS_SCALE:-10} $(CARGO) test --all-features --test faults -- --nocapture --test-threads 1 2>&1 | grep -E '^faults:|test result|panicked|FAILED'; exit $${PIPESTATUS[0]}
+	mkdir -p target; MSP_CHAOS_SCALE=$${MSP_CHAOS_SCALE:-10} $(CARGO) test --all-features --test faults -- --nocapture --test-threads 1 2>&1 | tee target/chaos.log | grep -oE 'faults: .*|test result.*|panicked.*|FAILED'; status=$${PIPESTATUS[0]}; echo "full output: target/chaos.log"; exit $$status
 
 bench: controlplane-bins ## Convergence benchmark (BENCH_ARGS="--scale 0.1" for a quick run)
 	$(CARGO) bench --bench convergence -- $(BENCH_ARGS)

@@ -459,6 +459,14 @@ impl LocalControlPlane {
     /// audit log at 100 MB (`audit-<time>.log`; a benchmark run writes more),
     /// so the rotated files are read first.
     pub fn writes_by(&self, user: &str) -> Vec<String> {
+        self.writes_by_since(user, k8s_openapi::jiff::Timestamp::MIN)
+    }
+
+    /// [`Self::writes_by`], only requests the API server received at or
+    /// after `since`. A count taken earlier is no boundary: a request in
+    /// flight when the count was taken (say, of a process being stopped) is
+    /// logged after it.
+    pub fn writes_by_since(&self, user: &str, since: k8s_openapi::jiff::Timestamp) -> Vec<String> {
         let mut rotated: Vec<PathBuf> = fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
@@ -480,6 +488,12 @@ impl LocalControlPlane {
         text.lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .filter(|event| event["user"]["username"] == user)
+            .filter(|event| {
+                event["requestReceivedTimestamp"]
+                    .as_str()
+                    .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+                    .is_some_and(|t| t >= since)
+            })
             .map(|event| {
                 let object = &event["objectRef"];
                 format!(
