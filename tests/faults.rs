@@ -425,7 +425,7 @@ async fn changes_while_down_are_revoked_first() {
         took.as_secs_f64()
     );
     if let Some(plane) = env.local() {
-        let writes = plane.writes_by_since(OPERATOR_USER, returned);
+        let writes = plane.changes_by_since(OPERATOR_USER, returned);
         let first_create = writes
             .iter()
             .position(|w| w.starts_with("create rolebindings"));

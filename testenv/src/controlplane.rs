@@ -467,6 +467,22 @@ impl LocalControlPlane {
     /// flight when the count was taken (say, of a process being stopped) is
     /// logged after it.
     pub fn writes_by_since(&self, user: &str, since: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        self.audited(user, since, false)
+    }
+
+    /// [`Self::writes_by_since`], only the writes that succeeded (a 2xx
+    /// answer): what changed the cluster. A delete answered 404 (the object
+    /// was gone already) is a request, not a revocation.
+    pub fn changes_by_since(&self, user: &str, since: k8s_openapi::jiff::Timestamp) -> Vec<String> {
+        self.audited(user, since, true)
+    }
+
+    fn audited(
+        &self,
+        user: &str,
+        since: k8s_openapi::jiff::Timestamp,
+        succeeded_only: bool,
+    ) -> Vec<String> {
         let mut rotated: Vec<PathBuf> = fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
@@ -493,6 +509,12 @@ impl LocalControlPlane {
                     .as_str()
                     .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
                     .is_some_and(|t| t >= since)
+            })
+            .filter(|event| {
+                !succeeded_only
+                    || event["responseStatus"]["code"]
+                        .as_u64()
+                        .is_some_and(|code| (200..300).contains(&code))
             })
             .map(|event| {
                 let object = &event["objectRef"];
