@@ -1318,3 +1318,63 @@ async fn an_offer_cannot_name_another_namespaces_service_account() {
         .await
         .expect("an omitted namespace (the offer's) is accepted");
 }
+
+/// The operator's one apply of a Delegation (its labels and finalizer)
+/// carries the Delegation's uid: an apply racing a deletion, from a cache
+/// that still shows the Delegation, is refused (409) and never creates the
+/// Delegation again.
+#[tokio::test]
+async fn the_metadata_apply_never_recreates_a_deleted_delegation() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("revive").await;
+    let api: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
+    apply(
+        &admin,
+        &delegation(
+            &w.customer,
+            "d",
+            (&w.provider, "absent"),
+            "basic",
+            "1.0.0",
+            None,
+        ),
+    )
+    .await;
+    let seen = api.get("d").await.expect("the delegation");
+    api.delete("d", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_until(TIMEOUT, "the delegation to be gone", || {
+        let api = api.clone();
+        async move {
+            match api.get_opt("d").await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .expect("finalizer released");
+
+    let labels = BTreeMap::from([("msp-operator.io/offer".to_string(), "absent".to_string())]);
+    let patch = msp_operator::delegation::apply::metadata_patch(&seen, &labels);
+    let answer = api
+        .patch(
+            "d",
+            &PatchParams::apply("msp-operator").force(),
+            &Patch::Apply(&patch),
+        )
+        .await;
+    match answer {
+        Err(kube::Error::Api(status)) => assert_eq!(
+            status.code, 409,
+            "a stale apply is a uid conflict: {status:?}"
+        ),
+        other => panic!("a stale apply must be refused, got {other:?}"),
+    }
+    assert!(
+        api.get_opt("d").await.expect("read").is_none(),
+        "the deleted Delegation stays deleted"
+    );
+}

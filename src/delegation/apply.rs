@@ -126,11 +126,7 @@ pub async fn metadata(
         return Ok(());
     }
     let name = delegation.name_any();
-    let patch = json!({
-        "apiVersion": Delegation::api_version(&()),
-        "kind": Delegation::kind(&()),
-        "metadata": { "name": name, "labels": labels, "finalizers": [names::FINALIZER] },
-    });
+    let patch = metadata_patch(delegation, &labels);
     let api: Api<Delegation> = writer.api(&delegation.namespace().unwrap_or_default());
     let written = writer
         .limited(api.patch(
@@ -141,6 +137,27 @@ pub async fn metadata(
         .await?;
     superseded.record(writer, written.resource_version());
     Ok(())
+}
+
+/// The server-side apply of [`metadata`]. It carries the Delegation's `uid`
+/// as a precondition: an apply to a missing object is a create, so without
+/// it a Delegation deleted since the cache saw it would be created again
+/// (refused today only because the schema requires `spec`); with it the API
+/// server answers 409 Conflict and creates nothing.
+pub fn metadata_patch(
+    delegation: &Delegation,
+    labels: &BTreeMap<String, String>,
+) -> serde_json::Value {
+    json!({
+        "apiVersion": Delegation::api_version(&()),
+        "kind": Delegation::kind(&()),
+        "metadata": {
+            "name": delegation.name_any(),
+            "uid": delegation.uid(),
+            "labels": labels,
+            "finalizers": [names::FINALIZER],
+        },
+    })
 }
 
 /// Creates, repairs and prunes the delegation's Roles and RoleBindings so
