@@ -493,6 +493,15 @@ async fn grants_follow_the_accepted_version_until_the_customer_raises_it() {
             .as_deref(),
         Some("2.0.0")
     );
+    // Informed consent: the status says what accepting 2.0.0 would change.
+    assert_eq!(
+        d.status.as_ref().and_then(|s| s.pending_update.clone()),
+        Some(PendingUpdate {
+            version: "2.0.0".into(),
+            added: vec![auth(PrincipalKind::User, &user, "msp-operator:operator")],
+            removed: vec![auth(PrincipalKind::User, &user, "msp-operator:reader")],
+        })
+    );
     assert_eq!(condition(&d, "Ready").map(|c| c.0), Some("True".into()));
     let bindings = managed_bindings(&admin, &w.customer, "ops").await;
     assert_eq!(bindings.len(), 1);
@@ -540,6 +549,11 @@ async fn grants_follow_the_accepted_version_until_the_customer_raises_it() {
             .and_then(|s| s.applied_version.clone())
             .as_deref(),
         Some("2.0.0")
+    );
+    assert_eq!(
+        d.status.as_ref().and_then(|s| s.pending_update.clone()),
+        None,
+        "nothing is pending once accepted"
     );
     wait_until(
         TIMEOUT,

@@ -1,5 +1,6 @@
 //! `Delegation`: a customer's consent to one plan version for some of its namespaces.
 
+use super::Authorization;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -140,6 +141,32 @@ pub struct DelegationStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub namespaces: Vec<NamespaceStatus>,
+    /// While `UpdateAvailable` is True: what raising `spec.planVersion` to
+    /// `latestVersion` would change, so consent to it is informed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_update: Option<PendingUpdate>,
+}
+
+/// What accepting a newer published version would change. Authorizations
+/// are compared whole (principal, display name and role); one whose role or
+/// principal changes shows as removed and added. At most 20 each, as in a
+/// plan (the bound also keeps the CEL rules of the listed authorizations
+/// within the API server's cost budget).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingUpdate {
+    /// The newer version (the plan's latest).
+    pub version: String,
+    /// Authorizations the newer version grants that the accepted one does
+    /// not.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub added: Vec<Authorization>,
+    /// Authorizations of the accepted version the newer one no longer grants:
+    /// accepting it revokes them.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub removed: Vec<Authorization>,
 }
 
 /// Grants in one delegated namespace.

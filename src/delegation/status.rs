@@ -6,7 +6,7 @@
 //! `Stalled` while it is not), `UpdateAvailable`, `OfferAvailable`, and the
 //! readiness of each delegated namespace.
 
-use crate::api::{Delegation, DelegationStatus, NamespaceStatus};
+use crate::api::{Authorization, Delegation, DelegationStatus, NamespaceStatus, PendingUpdate};
 use crate::delegation::apply::{Applied, Superseded};
 use crate::delegation::build::Desired;
 use crate::delegation::validate::{Accepted, Decision, NamespaceState};
@@ -44,8 +44,17 @@ pub fn compute(
         .filter(|s| s.accepted_version.as_deref() == Some(delegation.spec.plan_version.as_str()))
         .map(|s| (s.accepted_version.clone(), s.accepted_digest.clone()))
         .unwrap_or_default();
+    let mut pending = None;
     match &decision.outcome {
         Ok(accepted) => {
+            pending = decision.latest_version.as_deref().and_then(|latest| {
+                pending_update(
+                    &accepted.plan.authorizations,
+                    &accepted.plan.version,
+                    latest,
+                    &decision.latest_authorizations,
+                )
+            });
             applied_version = Some(accepted.plan.version.clone());
             accepted_version = Some(accepted.plan.version.clone());
             accepted_digest = Some(accepted.plan.content_digest());
@@ -64,12 +73,8 @@ pub fn compute(
             );
         }
     }
-    update_condition(
-        &mut conditions,
-        delegation,
-        decision,
-        applied_version.as_deref(),
-    );
+    update_condition(&mut conditions, delegation, pending.as_ref());
+    let pending_update = pending;
     offer_condition(
         &mut conditions,
         delegation,
@@ -86,7 +91,36 @@ pub fn compute(
         accepted_digest,
         latest_version: decision.latest_version.clone(),
         namespaces,
+        pending_update,
     }
+}
+
+/// What raising the Delegation to `latest` would change, when `latest` is
+/// newer than what is in force (pure).
+pub fn pending_update(
+    in_force: &[Authorization],
+    in_force_version: &str,
+    latest_version: &str,
+    latest: &[Authorization],
+) -> Option<PendingUpdate> {
+    if !version_gt(latest_version, in_force_version) {
+        return None;
+    }
+    let only_in = |these: &[Authorization], those: &[Authorization]| {
+        let mut only: Vec<Authorization> = these
+            .iter()
+            .filter(|a| !those.contains(a))
+            .cloned()
+            .collect();
+        only.sort();
+        only.dedup();
+        only
+    };
+    Some(PendingUpdate {
+        version: latest_version.to_string(),
+        added: only_in(latest, in_force),
+        removed: only_in(in_force, latest),
+    })
 }
 
 /// Readiness of each delegated namespace: Ready when grantable and every
@@ -184,24 +218,27 @@ fn accepted_conditions(
     conditions.set(types::RECONCILING, true, reason, message);
 }
 
-/// `UpdateAvailable`: the plan publishes a newer version than the applied one.
+/// `UpdateAvailable`: the plan publishes a newer version than the applied
+/// one (`pending`, with what accepting it would change).
 fn update_condition(
     conditions: &mut Conditions<'_>,
     delegation: &Delegation,
-    decision: &Decision,
-    applied_version: Option<&str>,
+    pending: Option<&PendingUpdate>,
 ) {
-    match (&decision.latest_version, applied_version) {
-        (Some(latest), Some(applied)) if version_gt(latest, applied) => conditions.set(
+    match pending {
+        Some(update) => conditions.set(
             types::UPDATE_AVAILABLE,
             true,
             Reason::NewerVersionPublished,
             format!(
-                "version {latest} of plan {:?} is published; set spec.planVersion to {latest} to accept it",
-                delegation.spec.plan
+                "version {latest} of plan {:?} is published; it adds {} and removes {} authorization(s) (see status.pendingUpdate); set spec.planVersion to {latest} to accept it",
+                delegation.spec.plan,
+                update.added.len(),
+                update.removed.len(),
+                latest = update.version,
             ),
         ),
-        _ => conditions.set(
+        None => conditions.set(
             types::UPDATE_AVAILABLE,
             false,
             Reason::UpToDate,
@@ -255,6 +292,7 @@ pub fn same(a: &Option<DelegationStatus>, b: &DelegationStatus) -> bool {
         && a.accepted_digest == b.accepted_digest
         && a.latest_version == b.latest_version
         && a.namespaces == b.namespaces
+        && a.pending_update == b.pending_update
 }
 
 /// Writes `status` when it differs from what `delegation` reports; true when
@@ -334,6 +372,7 @@ mod tests {
             customer_tenant: "fabrikam".into(),
             managed_by_tenant: Some("acme".into()),
             latest_version: Some("1.0.0".into()),
+            latest_authorizations: Vec::new(),
             offer_present: true,
             outcome: Ok(Accepted {
                 plan: fixtures::accepted(
@@ -514,6 +553,10 @@ mod tests {
         let d = delegation();
         let decision = Decision {
             latest_version: Some("1.10.0".into()),
+            latest_authorizations: vec![
+                auth(PrincipalKind::Group, "ops", "reader"),
+                auth(PrincipalKind::Group, "ops", "editor"),
+            ],
             ..both_grantable()
         };
         let s = status_of(&d, &decision, &Applied::default(), 10);
@@ -527,15 +570,70 @@ mod tests {
             .find(|c| c.type_ == types::UPDATE_AVAILABLE)
             .expect("condition");
         assert!(
-            update.message.contains("set spec.planVersion to 1.10.0"),
+            update
+                .message
+                .contains("adds 1 and removes 1 authorization(s)")
+                && update.message.contains("set spec.planVersion to 1.10.0"),
             "{}",
             update.message
+        );
+        assert_eq!(
+            s.pending_update,
+            Some(PendingUpdate {
+                version: "1.10.0".into(),
+                added: vec![auth(PrincipalKind::Group, "ops", "editor")],
+                removed: vec![auth(PrincipalKind::User, "alice", "reader")],
+            }),
+            "the customer sees what accepting 1.10.0 would change"
         );
         assert_eq!(
             condition(&s, types::READY),
             Some(("True", "Granted")),
             "an update never revokes"
         );
+    }
+
+    #[test]
+    fn a_pending_update_lists_only_what_changes_and_only_for_newer_versions() {
+        let reader = auth(PrincipalKind::Group, "ops", "reader");
+        let alice = auth(PrincipalKind::User, "alice", "reader");
+        let editor = auth(PrincipalKind::Group, "ops", "editor");
+        let in_force = [reader.clone(), alice.clone()];
+        assert_eq!(
+            pending_update(&in_force, "1.0.0", "1.0.0", &in_force),
+            None,
+            "the same version is no update"
+        );
+        assert_eq!(
+            pending_update(&in_force, "2.0.0", "1.9.0", std::slice::from_ref(&editor)),
+            None,
+            "an older latest version is no update"
+        );
+        assert_eq!(
+            pending_update(
+                &in_force,
+                "1.0.0",
+                "1.1.0",
+                &[alice.clone(), reader.clone()]
+            ),
+            Some(PendingUpdate {
+                version: "1.1.0".into(),
+                added: vec![],
+                removed: vec![],
+            }),
+            "a reordered plan changes nothing"
+        );
+        let update = pending_update(
+            &in_force,
+            "1.0.0",
+            "2.0.0",
+            &[editor.clone(), editor.clone()],
+        )
+        .expect("newer");
+        assert_eq!(update.added, vec![editor]);
+        let mut removed = vec![reader, alice];
+        removed.sort();
+        assert_eq!(update.removed, removed);
     }
 
     #[test]

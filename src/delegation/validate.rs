@@ -6,7 +6,7 @@
 //! reason and message name the field and the fix. Refusal grants nothing: a
 //! delegation is never partly accepted.
 
-use crate::api::{Delegation, ManagedServiceOffer, Visibility};
+use crate::api::{Authorization, Delegation, ManagedServiceOffer, Visibility};
 use crate::delegation::resolve::Resolved;
 use crate::domain::authorization::{self, Problem};
 use crate::domain::conditions::Reason;
@@ -56,6 +56,9 @@ pub struct Decision {
     pub managed_by_tenant: Option<String>,
     /// The plan's latest published version, when the offer and plan exist.
     pub latest_version: Option<String>,
+    /// The authorizations of that version when it is not the requested one
+    /// (empty otherwise).
+    pub latest_authorizations: Vec<Authorization>,
     /// The offer currently exists.
     pub offer_present: bool,
     /// Accepted, or refused.
@@ -129,6 +132,12 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         latest_version: current_plan
             .filter(|p| visible_to(p, &customer_tenant))
             .map(|p| p.version.clone()),
+        // Only a version other than the requested one can be an update;
+        // the common case copies nothing.
+        latest_authorizations: current_plan
+            .filter(|p| visible_to(p, &customer_tenant) && p.version != spec.plan_version)
+            .map(|p| p.authorizations.clone())
+            .unwrap_or_default(),
         offer_present: inputs.offer.is_some(),
         outcome: refused(Reason::Progressing, String::new()),
     };
