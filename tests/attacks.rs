@@ -703,17 +703,11 @@ async fn consent_is_bound_to_its_content_and_records_cannot_be_forged() {
         &bob,
         "msp-operator:reader",
     ));
-    wait_until(TIMEOUT, "the offer is gone", || {
-        let api = Api::<ManagedServiceOffer>::namespaced(admin.clone(), &w.provider);
-        async move {
-            match api.get_opt("o").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await
-    .expect("gone");
+    wait_gone(
+        &Api::<ManagedServiceOffer>::namespaced(admin.clone(), &w.provider),
+        "o",
+    )
+    .await;
     apply(&admin, &replaced).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(

@@ -201,17 +201,11 @@ async fn grants_exactly_the_accepted_plan_and_removes_it_completely() {
         .expect("delete delegation");
     wait_access(&alice, &w.customer, false).await;
     wait_access(&alice, &w.customer_b, false).await;
-    wait_until(TIMEOUT, "the delegation to be gone", || {
-        let api: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
-        async move {
-            match api.get_opt("monitoring").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await
-    .expect("finalizer released");
+    wait_gone(
+        &Api::<Delegation>::namespaced(admin.clone(), &w.customer),
+        "monitoring",
+    )
+    .await;
     assert!(
         managed_bindings(&admin, &w.customer, "monitoring")
             .await
@@ -1359,17 +1353,7 @@ async fn the_metadata_apply_never_recreates_a_deleted_delegation() {
     api.delete("d", &DeleteParams::default())
         .await
         .expect("delete");
-    wait_until(TIMEOUT, "the delegation to be gone", || {
-        let api = api.clone();
-        async move {
-            match api.get_opt("d").await {
-                Ok(None) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await
-    .expect("finalizer released");
+    wait_gone(&api, "d").await;
 
     let labels = BTreeMap::from([("msp-operator.io/offer".to_string(), "absent".to_string())]);
     let patch = msp_operator::delegation::apply::metadata_patch(&seen, &labels);

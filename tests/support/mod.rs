@@ -17,7 +17,7 @@ use msp_operator::runtime::controllers;
 pub mod invariant;
 pub mod process;
 use msp_testenv::binaries::repo_root;
-use msp_testenv::{TestEnv, manifests, wait_for};
+use msp_testenv::{TestEnv, manifests, wait_for, wait_until};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -174,6 +174,24 @@ where
     )
     .await
     .unwrap_or_else(|e| panic!("apply {} {}: {e}", K::kind(&()), object.name_any()))
+}
+
+/// Waits until `name` no longer exists (its finalizers released).
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_until(TIMEOUT, &format!("{name} to be gone"), || {
+        let api = api.clone();
+        async move {
+            match api.get_opt(name).await {
+                Ok(None) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await
+    .expect("gone");
 }
 
 /// The condition `type_` of a delegation, as (status, reason, message).
