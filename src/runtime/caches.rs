@@ -16,7 +16,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::utils::{Backoff, ResetTimerBackoff};
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::watcher::{self, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::BTreeSet;
@@ -326,51 +327,33 @@ const WATCH_RETRY_MAX: Duration = Duration::from_secs(5);
 /// How a watch retries after an error: 250 ms, doubling to at most 5 s,
 /// reset after 60 s without errors.
 ///
-/// Ours rather than kube's `DefaultBackoff`, which grows to 30 s (with
-/// jitter): after a kube-apiserver restart every watch then waited up to
-/// 30 s more before it came back, and Delegations created meanwhile were
-/// granted 45 to 85 s late (tests/faults.rs, control-plane restarts). A
-/// handful of watches retrying every 5 s is no load on an API server.
-#[derive(Debug, Clone)]
-pub struct WatchBackoff {
-    next: Duration,
+/// Not kube's `DefaultBackoff`, which grows to 30 s (with jitter): after a
+/// kube-apiserver restart every watch then waited up to 30 s more before it
+/// came back, and Delegations created meanwhile were granted 45 to 85 s late
+/// (tests/faults.rs, control-plane restarts). A handful of watches retrying
+/// every 5 s is no load on an API server.
+pub fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    ResetTimerBackoff::new(retry_schedule(), Duration::from_secs(60))
 }
 
-impl Iterator for WatchBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let delay = self.next;
-        self.next = self.next.saturating_mul(2).min(WATCH_RETRY_MAX);
-        Some(delay)
-    }
-}
-
-impl Backoff for WatchBackoff {
-    fn reset(&mut self) {
-        self.next = WATCH_RETRY_MIN;
-    }
-}
-
-/// The watch retry policy of every cache (see [`WatchBackoff`]).
-pub fn watch_backoff() -> ResetTimerBackoff<WatchBackoff> {
-    ResetTimerBackoff::new(
-        WatchBackoff {
-            next: WATCH_RETRY_MIN,
-        },
-        Duration::from_secs(60),
-    )
+/// The schedule itself, without the reset timer.
+fn retry_schedule() -> ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(WATCH_RETRY_MIN)
+        .with_max_delay(WATCH_RETRY_MAX)
+        .with_factor(2.0)
+        .without_max_times()
+        .into()
 }
 
 #[cfg(test)]
 mod watch_backoff_tests {
     use super::*;
+    use kube::runtime::utils::Backoff;
 
     #[test]
     fn watch_retries_double_to_five_seconds_and_reset() {
-        let mut backoff = WatchBackoff {
-            next: WATCH_RETRY_MIN,
-        };
+        let mut backoff = retry_schedule();
         let delays: Vec<u128> = backoff.by_ref().take(7).map(|d| d.as_millis()).collect();
         assert_eq!(delays, [250, 500, 1_000, 2_000, 4_000, 5_000, 5_000]);
         backoff.reset();
