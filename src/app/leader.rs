@@ -92,9 +92,12 @@ where
             _ = lease_released(&leases, &election.lease_name, &identity) => Standby::Released,
         };
         if let Standby::Released = outcome {
-            tracing::info!(%identity, "the lease was released; trying to take it");
+            tracing::info!(%identity, "the lease is free; trying to take it");
             drop(leading);
             let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+            // Bounds the restart rate should the Lease stay free but
+            // unlockable (each restart reads the Lease once).
+            tokio::time::sleep(Duration::from_millis(200)).await;
             continue 'elect;
         }
         let lead = matches!(outcome, Standby::Lead);
@@ -159,8 +162,12 @@ pub async fn run_bounded(
     }
 }
 
-/// Resolves when the Lease, held by another replica when first seen, has no
-/// holder any more (released on shutdown) or is deleted.
+/// Resolves when the Lease has no holder (released on shutdown, or already
+/// free when the watch starts) or, once held by another replica, is deleted.
+///
+/// "Already free" matters: a standby that starts while the leader is shutting
+/// down can read the Lease as held, then see it released before this watch is
+/// established; kube-lease-manager would then sleep until the old expiry.
 async fn lease_released(leases: &kube::Api<Lease>, name: &str, identity: &str) {
     use futures::StreamExt;
     use kube::runtime::watcher::{self, Event};
@@ -180,7 +187,14 @@ async fn lease_released(leases: &kube::Api<Lease>, name: &str, identity: &str) {
                 Some(h) if h != identity => held_by_other = true,
                 Some(_) => {}
                 None if held_by_other => return,
-                None => {}
+                None => {
+                    // Free from the start: this replica's manager normally
+                    // takes it at once (and the caller's select then leads);
+                    // if it still has not after a second, it read the Lease
+                    // before the release and sleeps until the old expiry.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    return;
+                }
             },
             Ok(Event::Delete(_)) if held_by_other => return,
             Ok(_) => {}
