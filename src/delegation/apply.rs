@@ -200,7 +200,15 @@ pub async fn grants(
     }
     role_bindings(ctx, desired, previously_ready, &mut applied).await;
 
-    prune_unwanted(ctx, delegation, desired, &mut applied).await;
+    // A binding that grants only what is still wanted, in a namespace where
+    // a write failed, waits: its replacement may be what failed (bindings
+    // renamed on upgrade, a role's subjects regrouped), and removing it now
+    // would take away consented access.
+    let failed = applied.errors.clone();
+    let superseded_later = |rb: &RoleBinding| {
+        failed.contains_key(&rb.namespace().unwrap_or_default()) && build::covered_by(rb, desired)
+    };
+    prune_unwanted(ctx, delegation, desired, superseded_later, &mut applied).await;
     applied
 }
 
@@ -221,26 +229,35 @@ fn keys_of<K: Resource>(objects: &[K]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Deletes the delegation's Roles and RoleBindings that `desired` does not
-/// hold, and nothing else; returns how many it deleted (see
-/// [`crate::delegation::revoke`]).
+/// Deletes the delegation's Roles and RoleBindings that grant something
+/// `desired` does not, and nothing else; returns how many it deleted (see
+/// [`crate::delegation::revoke`]). A binding whose every grant is still
+/// desired under another name (a 0.1.0 per-authorization binding, say) is
+/// no revocation: the reconcile replaces it after writing its successor.
 pub async fn revoke_unwanted(ctx: &Context, delegation: &Delegation, desired: &Desired) -> usize {
     let mut applied = Applied::default();
-    prune_unwanted(ctx, delegation, desired, &mut applied).await;
+    let still_granted = |rb: &RoleBinding| build::covered_by(rb, desired);
+    prune_unwanted(ctx, delegation, desired, still_granted, &mut applied).await;
     applied.changed
 }
 
 /// Deletes the delegation's Roles and RoleBindings (from the indexes) that
-/// `desired` does not hold.
+/// `desired` does not hold, except the bindings `keep` spares.
 async fn prune_unwanted(
     ctx: &Context,
     delegation: &Delegation,
     desired: &Desired,
+    keep: impl Fn(&RoleBinding) -> bool,
     applied: &mut Applied,
 ) {
     let namespace = delegation.namespace().unwrap_or_default();
     let name = delegation.name_any();
-    let bindings = ctx.caches.role_bindings_of(&namespace, &name);
+    let bindings = ctx
+        .caches
+        .role_bindings_of(&namespace, &name)
+        .into_iter()
+        .filter(|rb| !keep(rb))
+        .collect();
     prune(
         ctx,
         bindings,

@@ -1,7 +1,10 @@
 //! Step 3, build: the RBAC objects an accepted plan version stands for (pure).
 //!
-//! For each delegated namespace and each authorization, one RoleBinding of the
-//! principal to the ClusterRole. The provider's removal right
+//! For each delegated namespace and each role, one RoleBinding whose subjects
+//! are every principal of the accepted version holding that role, sorted —
+//! the shape a careful admin writes by hand, and the fewest objects for the
+//! access (five groups with one reader role are one binding per namespace,
+//! not five). The provider's removal right
 //! (`msp-operator:delegation-deleter`) becomes a Role in the Delegation's own
 //! namespace granting `get` and `delete` on that one Delegation by name, and a
 //! RoleBinding to it — never a ClusterRole, which would reach other
@@ -66,13 +69,16 @@ pub fn for_decision(delegation: &Delegation, decision: &Decision) -> Desired {
 }
 
 /// Builds the desired objects for `plan` in `namespaces` (those ready to be
-/// granted). Duplicated authorizations yield one binding.
+/// granted): one RoleBinding per (namespace, role) with the role's
+/// principals as its sorted subjects. Duplicated authorizations yield one
+/// subject.
 pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]) -> Desired {
     let labels = names::managed_labels(delegation, plan);
     let own_namespace = delegation.namespace().unwrap_or_default();
     let delegation_name = delegation.name_any();
-    let mut desired = Desired::default();
-    let mut seen = std::collections::BTreeSet::new();
+    let deleter_role = names::deleter_role_name(&delegation_name);
+    // (role kind, role name) -> subjects, in the order of the sort key.
+    let mut by_role: BTreeMap<(&str, String), BTreeMap<SubjectKey, Subject>> = BTreeMap::new();
     for authorization in &plan.authorizations {
         let principal = &authorization.principal;
         let subject = subject(
@@ -81,46 +87,33 @@ pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]
             principal.namespace.as_deref(),
             &plan.offer_namespace,
         );
-        let principal_key = format!(
-            "{}/{}/{}",
-            subject.kind,
-            subject.namespace.as_deref().unwrap_or(""),
-            subject.name
-        );
-        let deleter = authorization.role_ref == DELEGATION_DELETER_ROLE;
-        let (role_kind, role_name, targets): (&str, String, Vec<String>) = if deleter {
-            (
-                "Role",
-                names::deleter_role_name(&delegation_name),
-                // The removal right exists only where the Delegation lives.
-                vec![own_namespace.clone()],
-            )
+        let role = if authorization.role_ref == DELEGATION_DELETER_ROLE {
+            ("Role", deleter_role.clone())
         } else {
-            (
-                "ClusterRole",
-                authorization.role_ref.clone(),
-                namespaces.to_vec(),
-            )
+            ("ClusterRole", authorization.role_ref.clone())
         };
+        by_role
+            .entry(role)
+            .or_default()
+            .insert(subject_key(&subject), subject);
+    }
+    let mut desired = Desired::default();
+    for ((role_kind, role_name), subjects) in by_role {
+        let deleter = role_kind == "Role";
+        // The removal right exists only where the Delegation lives.
+        let targets = if deleter {
+            std::slice::from_ref(&own_namespace)
+        } else {
+            namespaces
+        };
+        let name =
+            names::role_binding_name(&own_namespace, &delegation_name, role_kind, &role_name);
+        let subjects: Vec<Subject> = subjects.into_values().collect();
         for namespace in targets {
-            if !seen.insert((
-                namespace.clone(),
-                principal_key.clone(),
-                role_kind,
-                role_name.clone(),
-            )) {
-                continue;
-            }
             desired.role_bindings.push(RoleBinding {
                 metadata: ObjectMeta {
-                    name: Some(names::role_binding_name(
-                        &own_namespace,
-                        &delegation_name,
-                        &principal_key,
-                        role_kind,
-                        &role_name,
-                    )),
-                    namespace: Some(namespace),
+                    name: Some(name.clone()),
+                    namespace: Some(namespace.clone()),
                     labels: Some(labels.clone()),
                     ..Default::default()
                 },
@@ -129,33 +122,56 @@ pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]
                     kind: role_kind.into(),
                     name: role_name.clone(),
                 },
-                subjects: Some(vec![subject.clone()]),
+                subjects: Some(subjects.clone()),
             });
         }
-        if deleter
-            && !desired
-                .roles
-                .iter()
-                .any(|r| r.metadata.name.as_deref() == Some(&role_name))
-        {
-            desired.roles.push(Role {
-                metadata: ObjectMeta {
-                    name: Some(role_name.clone()),
-                    namespace: Some(own_namespace.clone()),
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                },
-                rules: Some(vec![PolicyRule {
-                    api_groups: Some(vec![crate::api::GROUP.into()]),
-                    resources: Some(vec!["delegations".into()]),
-                    resource_names: Some(vec![delegation_name.clone()]),
-                    verbs: vec!["get".into(), "delete".into()],
-                    ..Default::default()
-                }]),
-            });
+        if deleter {
+            desired.roles.push(deleter_role_for(
+                &delegation_name,
+                &own_namespace,
+                &role_name,
+                &labels,
+            ));
         }
     }
     desired
+}
+
+/// The Role granting `get` and `delete` on this one Delegation by name.
+fn deleter_role_for(
+    delegation_name: &str,
+    namespace: &str,
+    role_name: &str,
+    labels: &BTreeMap<String, String>,
+) -> Role {
+    Role {
+        metadata: ObjectMeta {
+            name: Some(role_name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![crate::api::GROUP.into()]),
+            resources: Some(vec!["delegations".into()]),
+            resource_names: Some(vec![delegation_name.into()]),
+            verbs: vec!["get".into(), "delete".into()],
+            ..Default::default()
+        }]),
+    }
+}
+
+/// What identifies a subject: kind, namespace, name (and the sort order of
+/// a binding's subjects).
+pub type SubjectKey = (String, String, String);
+
+/// The [`SubjectKey`] of `subject`.
+pub fn subject_key(subject: &Subject) -> SubjectKey {
+    (
+        subject.kind.clone(),
+        subject.namespace.clone().unwrap_or_default(),
+        subject.name.clone(),
+    )
 }
 
 fn labels_cover(
@@ -199,6 +215,20 @@ pub fn role_binding_matches(existing: &RoleBinding, desired: &RoleBinding) -> bo
         && labels_cover(&existing.metadata.labels, &desired.metadata.labels)
 }
 
+/// True when every grant of `existing` (subject, role, namespace) is also
+/// granted by `desired`: deleting it would take away nothing unwanted.
+pub fn covered_by(existing: &RoleBinding, desired: &Desired) -> bool {
+    let namespace = existing.metadata.namespace.as_deref();
+    existing.subjects.iter().flatten().all(|s| {
+        let key = subject_key(s);
+        desired.role_bindings.iter().any(|d| {
+            d.metadata.namespace.as_deref() == namespace
+                && d.role_ref == existing.role_ref
+                && d.subjects.iter().flatten().any(|ds| subject_key(ds) == key)
+        })
+    })
+}
+
 /// True when an existing Role has exactly the desired rules and labels.
 pub fn role_matches(existing: &Role, desired: &Role) -> bool {
     existing.rules == desired.rules
@@ -229,20 +259,37 @@ mod tests {
     }
 
     #[test]
-    fn one_binding_per_namespace_and_authorization() {
+    fn one_binding_per_namespace_and_role_with_sorted_subjects() {
         let p = plan(vec![
-            auth(PrincipalKind::User, "alice", "reader"),
+            auth(PrincipalKind::User, "zoe", "reader"),
             auth(PrincipalKind::Group, "ops", "operator"),
             auth(PrincipalKind::User, "alice", "reader"),
+            auth(PrincipalKind::User, "alice", "reader"),
+            auth(PrincipalKind::Group, "auditors", "reader"),
         ]);
         let d = build(&delegation(), &p, &["cust".into(), "cust-b".into()]);
-        assert_eq!(d.role_bindings.len(), 4);
+        assert_eq!(d.role_bindings.len(), 4, "2 roles x 2 namespaces");
         assert!(d.roles.is_empty());
         for rb in &d.role_bindings {
             let labels = rb.metadata.labels.as_ref().expect("labels");
             assert_eq!(labels[names::DELEGATION_LABEL], "dlg");
             assert_eq!(labels[names::OFFER_LABEL], "offer");
             assert_eq!(rb.role_ref.kind, "ClusterRole");
+            let subjects: Vec<(String, String)> = rb
+                .subjects
+                .iter()
+                .flatten()
+                .map(|s| (s.kind.clone(), s.name.clone()))
+                .collect();
+            let expected: Vec<(String, String)> = match rb.role_ref.name.as_str() {
+                "reader" => vec![
+                    ("Group".into(), "auditors".into()),
+                    ("User".into(), "alice".into()),
+                    ("User".into(), "zoe".into()),
+                ],
+                _ => vec![("Group".into(), "ops".into())],
+            };
+            assert_eq!(subjects, expected, "deduplicated and sorted");
         }
         let names: std::collections::BTreeSet<_> = d
             .role_bindings
@@ -250,6 +297,37 @@ mod tests {
             .map(|rb| (rb.metadata.namespace.clone(), rb.metadata.name.clone()))
             .collect();
         assert_eq!(names.len(), 4, "names are unique per namespace");
+        // The order of authorizations changes nothing.
+        let mut reordered = p.clone();
+        reordered.authorizations.reverse();
+        assert_eq!(
+            build(&delegation(), &reordered, &["cust".into(), "cust-b".into()]),
+            d
+        );
+    }
+
+    #[test]
+    fn covered_by_holds_only_when_every_grant_stays() {
+        let p = plan(vec![
+            auth(PrincipalKind::User, "alice", "reader"),
+            auth(PrincipalKind::User, "bob", "reader"),
+        ]);
+        let desired = build(&delegation(), &p, &["cust".into()]);
+        // A 0.1.0-style binding of one principal: covered.
+        let mut old = desired.role_bindings[0].clone();
+        old.metadata.name = Some("msp-dlg-5ac501b9b4de".into());
+        old.subjects.as_mut().expect("subjects").truncate(1);
+        assert!(covered_by(&old, &desired));
+        // Another namespace, another role or another subject: not covered.
+        let mut elsewhere = old.clone();
+        elsewhere.metadata.namespace = Some("cust-b".into());
+        assert!(!covered_by(&elsewhere, &desired));
+        let mut wider = old.clone();
+        wider.role_ref.name = "admin".into();
+        assert!(!covered_by(&wider, &desired));
+        let mut other = old.clone();
+        other.subjects.as_mut().expect("subjects")[0].name = "mallory".into();
+        assert!(!covered_by(&other, &desired));
     }
 
     #[test]

@@ -382,7 +382,8 @@ mod tests {
                     "1.0.0",
                     vec![
                         auth(PrincipalKind::User, "alice", "reader"),
-                        auth(PrincipalKind::Group, "ops", "reader"),
+                        auth(PrincipalKind::User, "bob", "reader"),
+                        auth(PrincipalKind::Group, "ops", "operator"),
                     ],
                 ),
                 new_snapshot: false,
@@ -554,7 +555,8 @@ mod tests {
         let decision = Decision {
             latest_version: Some("1.10.0".into()),
             latest_authorizations: vec![
-                auth(PrincipalKind::Group, "ops", "reader"),
+                auth(PrincipalKind::User, "bob", "reader"),
+                auth(PrincipalKind::Group, "ops", "operator"),
                 auth(PrincipalKind::Group, "ops", "editor"),
             ],
             ..both_grantable()

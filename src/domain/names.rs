@@ -89,21 +89,44 @@ fn truncated(prefix: &str, max: usize) -> &str {
     head.trim_end_matches(['-', '.'])
 }
 
-/// Name of the RoleBinding that grants `role_kind/role` to a principal for a
-/// delegation: `msp-<delegation>-<hash>`, at most 63 characters.
+/// Name of the one RoleBinding that grants `role_kind/role` to every
+/// principal of a delegation holding it, in one namespace:
+/// `msp-<delegation>-<role>-<hash>`, at most 63 characters. The role is
+/// shown (reduced to lowercase letters, digits and dashes) so an admin
+/// reading `kubectl get rolebindings` sees who grants what.
 pub fn role_binding_name(
     delegation_namespace: &str,
     delegation: &str,
-    principal: &str,
     role_kind: &str,
     role: &str,
 ) -> String {
-    let hash = stable_hash(&[delegation_namespace, delegation, principal, role_kind, role]);
-    format!(
-        "msp-{}-{:012x}",
-        truncated(delegation, 40),
-        hash & 0xffff_ffff_ffff
-    )
+    let hash = stable_hash(&[
+        "binding/v2",
+        delegation_namespace,
+        delegation,
+        role_kind,
+        role,
+    ]);
+    let readable: String = role
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    // 4 + 28 + 1 + 20 + 1 + 8 = 62 characters at most.
+    let role_part = truncated(&readable, 20);
+    let delegation_part = truncated(delegation, 28);
+    if role_part.is_empty() {
+        format!("msp-{delegation_part}-{:08x}", hash & 0xffff_ffff)
+    } else {
+        format!(
+            "msp-{delegation_part}-{role_part}-{:08x}",
+            hash & 0xffff_ffff
+        )
+    }
 }
 
 /// Name of the Role that lets the provider delete exactly one delegation.
@@ -147,22 +170,34 @@ mod tests {
 
     #[test]
     fn names_are_deterministic_bounded_and_distinct() {
-        let a = role_binding_name("cust", "dlg", "User/alice", "ClusterRole", "reader");
+        let a = role_binding_name("cust", "dlg", "ClusterRole", "reader");
+        assert_eq!(a, role_binding_name("cust", "dlg", "ClusterRole", "reader"));
+        assert_ne!(
+            a,
+            role_binding_name("cust2", "dlg", "ClusterRole", "reader")
+        );
+        assert_ne!(
+            a,
+            role_binding_name("cust", "dlg2", "ClusterRole", "reader")
+        );
+        assert_ne!(a, role_binding_name("cust", "dlg", "ClusterRole", "writer"));
+        assert_ne!(a, role_binding_name("cust", "dlg", "Role", "reader"));
+        // Roles that read the same once reduced still get distinct names.
+        assert_ne!(
+            role_binding_name("cust", "dlg", "ClusterRole", "msp:reader"),
+            role_binding_name("cust", "dlg", "ClusterRole", "msp-reader")
+        );
         assert_eq!(
-            a,
-            role_binding_name("cust", "dlg", "User/alice", "ClusterRole", "reader")
-        );
-        assert_ne!(
-            a,
-            role_binding_name("cust2", "dlg", "User/alice", "ClusterRole", "reader")
-        );
-        assert_ne!(
-            a,
-            role_binding_name("cust", "dlg", "User/bob", "ClusterRole", "reader")
+            role_binding_name("c", "d", "ClusterRole", ":::"),
+            format!(
+                "msp-d-{:08x}",
+                stable_hash(&["binding/v2", "c", "d", "ClusterRole", ":::"]) & 0xffff_ffff
+            )
         );
         let long = "x".repeat(63);
         for name in [
-            role_binding_name("n", &long, "p", "ClusterRole", "r"),
+            role_binding_name("n", &long, "ClusterRole", "r"),
+            role_binding_name("n", &long, "ClusterRole", &"Ab:c-".repeat(20)),
             deleter_role_name(&long),
             snapshot_name(
                 &long,
@@ -182,11 +217,12 @@ mod tests {
     #[test]
     fn stable_hash_separates_parts() {
         assert_ne!(stable_hash(&["ab", "c"]), stable_hash(&["a", "bc"]));
-        // Pinned: changing the scheme would rename (re-create) every managed
-        // RoleBinding in every cluster on upgrade.
+        // Pinned: changing the scheme renames (re-creates) every managed
+        // RoleBinding in every cluster on upgrade, as 0.2.0 did once (one
+        // binding per role instead of per authorization).
         assert_eq!(
-            role_binding_name("cust", "dlg", "User/alice", "ClusterRole", "reader"),
-            "msp-dlg-5ac501b9b4de"
+            role_binding_name("cust", "dlg", "ClusterRole", "msp-operator:reader"),
+            "msp-dlg-msp-operator-reader-fe9254df"
         );
     }
 }
