@@ -1,31 +1,39 @@
 //! `make bench`: how close msp-operator comes to the API server's own write
-//! limit, and what it costs at rest. Figures are measured side by side in one
-//! run against the same control plane and printed as a table and JSON.
+//! limit, what it costs at rest, and how that grows. Each size runs on a
+//! fresh control plane; figures within a size are measured side by side in
+//! one run and printed as a table and JSON.
 //!
-//! 1. Baseline: the workload's RoleBindings written by a tight server-side
-//!    apply loop at the operator's concurrency (best of two runs), and a
-//!    replace (apply a new set, delete the old), as a non-exempt user like
-//!    the operator.
+//! Workload per size n: n customers (Delegations), each with 2 namespaces in
+//! which the 5 groups of its provider's plan get one reader ClusterRole;
+//! one offer per 20 customers. Per size:
+//!
+//! 1. Two baselines, as a non-exempt user at the operator's concurrency,
+//!    best of two runs each: (a) *required writes* — exactly the write set
+//!    the design needs per Delegation (its labels and finalizer, the consent
+//!    record, the RoleBindings, the status patch, one Event); (b) *raw grant
+//!    writes* — the RoleBindings alone (2 per customer, 5 subjects each).
 //! 2. Cold convergence: offers, namespaces and delegations exist; the operator
-//!    starts; time until every Delegation is Ready (every RoleBinding exists).
+//!    starts; time until every Delegation is Ready.
 //! 3. Steady state: operator writes in a quiet window, and after a forced
 //!    full resync (a restart), counted from the API server's audit log.
 //! 4. Drift repair: managed RoleBindings deleted one at a time; p50/p99 until
 //!    restored.
-//! 5. Plan update fan-out: every offer publishes 2.0.0 with other roles and
+//! 5. Plan update fan-out: every offer publishes 2.0.0 with another role and
 //!    every customer accepts; time until all show the new grants.
-//! 6. Operator peak RSS and CPU seconds (from /proc).
+//! 6. Operator peak RSS and CPU seconds (from /proc), and the API server's
+//!    latency per kind of operator write (from the audit log).
 //!
-//! Usage: cargo bench --bench convergence -- [--scale F] [--quiet-seconds N]
-//! [--drift-samples N] [--concurrency N]
-//! (`--scale 0.1` for a quick run; 1.0 is 50 offers, 1,000 delegations,
-//! 2,000 customer namespaces, 10,000 RoleBindings).
+//! Then the growth exponent of time and memory over the sizes (least squares
+//! on log-log). Usage: cargo bench --bench convergence -- [--sizes
+//! 200,1000,4000] [--quiet-seconds N] [--drift-samples N] [--concurrency N]
+//! (`--sizes 100` for a quick run).
 
 use futures::{StreamExt, stream};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use msp_operator::api::*;
 use msp_operator::fixtures;
 use msp_testenv::net::{http_get, sample};
@@ -47,14 +55,35 @@ const NAMESPACES_PER_DELEGATION: usize = 2;
 const OPERATOR_USER: &str = "msp-operator";
 const BASELINE_USER: &str = "msp-bench-baseline";
 
+/// One workload size.
+#[derive(Clone, Copy)]
 struct Sizes {
     offers: usize,
     delegations: usize,
+}
+
+impl Sizes {
+    fn new(delegations: usize) -> Self {
+        Self {
+            offers: (delegations / 20).max(1),
+            delegations,
+        }
+    }
+
+    /// RoleBindings granting the workload's access: one per (namespace,
+    /// role), so one per customer namespace.
+    fn bindings(&self) -> usize {
+        self.delegations * NAMESPACES_PER_DELEGATION
+    }
+}
+
+struct Args {
+    sizes: Vec<usize>,
     quiet_seconds: u64,
     drift_samples: usize,
 }
 
-fn parse_args() -> Sizes {
+fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| {
         args.iter()
@@ -62,16 +91,16 @@ fn parse_args() -> Sizes {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let scale: f64 = value("--scale").and_then(|v| v.parse().ok()).unwrap_or(1.0);
     if let Some(n) = value("--concurrency").and_then(|v| v.parse::<usize>().ok()) {
         CONCURRENCY.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
     }
-    Sizes {
-        offers: ((50.0 * scale).round() as usize).max(1),
-        delegations: ((1000.0 * scale).round() as usize).max(1),
+    Args {
+        sizes: value("--sizes")
+            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![200, 1000, 4000]),
         quiet_seconds: value("--quiet-seconds")
             .and_then(|v| v.parse().ok())
-            .unwrap_or(60),
+            .unwrap_or(20),
         drift_samples: value("--drift-samples")
             .and_then(|v| v.parse().ok())
             .unwrap_or(100),
@@ -140,38 +169,242 @@ where
         .await;
 }
 
-/// The RoleBindings the workload needs, as the baseline writes them.
+/// The RoleBindings the workload needs, as a careful admin (and the
+/// operator) writes them: one per customer namespace holding the 5 groups.
 fn baseline_bindings(sizes: &Sizes, set: &str) -> Vec<RoleBinding> {
     let mut out = Vec::new();
     for d in 0..sizes.delegations {
         for k in 0..NAMESPACES_PER_DELEGATION {
-            for a in 0..AUTHORIZATIONS_PER_PLAN {
-                out.push(RoleBinding {
-                    metadata: ObjectMeta {
-                        name: Some(format!("baseline-{set}-{a}")),
-                        namespace: Some(customer_ns(d, k)),
-                        labels: Some(BTreeMap::from([(
-                            "bench".to_string(),
-                            "baseline".to_string(),
-                        )])),
-                        ..Default::default()
-                    },
-                    role_ref: RoleRef {
-                        api_group: "rbac.authorization.k8s.io".into(),
-                        kind: "ClusterRole".into(),
-                        name: "msp-operator:reader".into(),
-                    },
-                    subjects: Some(vec![Subject {
-                        kind: "Group".into(),
-                        name: format!("offer-{}-team-{a}", d % sizes.offers),
-                        api_group: Some("rbac.authorization.k8s.io".into()),
-                        ..Default::default()
-                    }]),
-                });
-            }
+            out.push(RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(format!("baseline-{set}")),
+                    namespace: Some(customer_ns(d, k)),
+                    labels: Some(BTreeMap::from([(
+                        "bench".to_string(),
+                        "baseline".to_string(),
+                    )])),
+                    ..Default::default()
+                },
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "ClusterRole".into(),
+                    name: "msp-operator:reader".into(),
+                },
+                subjects: Some(
+                    (0..AUTHORIZATIONS_PER_PLAN)
+                        .map(|a| Subject {
+                            kind: "Group".into(),
+                            name: format!("offer-{}-team-{a}", d % sizes.offers),
+                            api_group: Some("rbac.authorization.k8s.io".into()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+            });
         }
     }
     out
+}
+
+/// Baseline (a): exactly the writes the design needs per Delegation, one
+/// Delegation after another, `concurrency()` Delegations at a time, by a
+/// tight client loop. The objects come from the operator's own pure code
+/// (build, snapshot, status), so they are the same size as the operator's.
+/// Setup and teardown (the `base-<round>` Delegations) are not timed; the
+/// written objects lack the managed-by label so the operator never sees them.
+async fn required_writes(admin: &Client, client: &Client, sizes: Sizes, round: usize) -> Duration {
+    let name = format!("base-{round}");
+    let created: Vec<Delegation> = stream::iter(0..sizes.delegations)
+        .map(|d| {
+            let mut delegation = delegation(d, sizes.offers, "1.0.0");
+            delegation.metadata.name = Some(name.clone());
+            let api: Api<Delegation> = Api::namespaced(admin.clone(), &customer_ns(d, 0));
+            async move {
+                api.create(&PostParams::default(), &delegation)
+                    .await
+                    .expect("baseline delegation")
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let started = Instant::now();
+    stream::iter(created.clone())
+        .for_each_concurrent(concurrency(), |d| writes_of_one_delegation(client, d))
+        .await;
+    let elapsed = started.elapsed();
+    stream::iter(created)
+        .for_each_concurrent(32, |d| async move {
+            let ns = d.namespace().unwrap_or_default();
+            let api: Api<Delegation> = Api::namespaced(admin.clone(), &ns);
+            let unfinalized = serde_json::json!({"metadata": {"finalizers": null}});
+            let _ = api
+                .patch(
+                    &d.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&unfinalized),
+                )
+                .await;
+            let _ = api.delete(&d.name_any(), &DeleteParams::default()).await;
+            let revisions: Api<ControllerRevision> = Api::namespaced(admin.clone(), &ns);
+            let _ = revisions
+                .delete_collection(
+                    &DeleteParams::default(),
+                    &ListParams::default().labels("bench=required"),
+                )
+                .await;
+            for k in 0..NAMESPACES_PER_DELEGATION {
+                let bindings: Api<RoleBinding> =
+                    Api::namespaced(admin.clone(), &customer_ns_of(&ns, k));
+                let _ = bindings
+                    .delete_collection(
+                        &DeleteParams::default(),
+                        &ListParams::default().labels("bench=required"),
+                    )
+                    .await;
+            }
+        })
+        .await;
+    elapsed
+}
+
+/// The write set of one Delegation, in the operator's order: its labels and
+/// cleanup finalizer, the consent record, the grants (side by side), the
+/// status, one Event.
+async fn writes_of_one_delegation(client: &Client, d: Delegation) {
+    use msp_operator::delegation::{apply, build, snapshot, status, validate};
+    let ns = d.namespace().unwrap_or_default();
+    let offer_ref = d.spec.offer_ref.clone();
+    let o: usize = offer_ref
+        .name
+        .trim_start_matches("offer-")
+        .parse()
+        .unwrap_or(0);
+    let tenant = format!("bench-provider-{o}");
+    let authorizations = offer(o, "1.0.0", "msp-operator:reader").spec.plans[0]
+        .authorizations
+        .clone();
+    let plan = fixtures::accepted(
+        (&offer_ref.namespace, &offer_ref.name),
+        &tenant,
+        "std",
+        "1.0.0",
+        authorizations.clone(),
+    );
+    let unmanaged = |labels: &mut Option<BTreeMap<String, String>>| {
+        let labels = labels.get_or_insert_default();
+        labels.remove(msp_operator::domain::names::MANAGED_BY_LABEL);
+        labels.insert("bench".into(), "required".into());
+    };
+    let delegations: Api<Delegation> = Api::namespaced(client.clone(), &ns);
+    let labels = BTreeMap::from([
+        (
+            "msp-operator.io/offer-namespace".to_string(),
+            offer_ref.namespace.clone(),
+        ),
+        ("msp-operator.io/offer".to_string(), offer_ref.name.clone()),
+        ("msp-operator.io/plan".to_string(), "std".to_string()),
+    ]);
+    delegations
+        .patch(
+            &d.name_any(),
+            &PatchParams::apply("msp-bench-required").force(),
+            &Patch::Apply(apply::metadata_patch(&d, &labels)),
+        )
+        .await
+        .expect("metadata apply");
+    let mut revision = snapshot::to_revision(&d, &plan).expect("snapshot");
+    unmanaged(&mut revision.metadata.labels);
+    Api::<ControllerRevision>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &revision)
+        .await
+        .expect("consent record");
+    let namespaces: Vec<String> = (0..NAMESPACES_PER_DELEGATION)
+        .map(|k| customer_ns_of(&ns, k))
+        .collect();
+    let desired = build::build(&d, &plan, &namespaces);
+    futures::future::join_all(desired.role_bindings.iter().cloned().map(|mut rb| {
+        unmanaged(&mut rb.metadata.labels);
+        let api: Api<RoleBinding> =
+            Api::namespaced(client.clone(), &rb.namespace().unwrap_or_default());
+        async move {
+            api.create(&PostParams::default(), &rb)
+                .await
+                .expect("grant");
+        }
+    }))
+    .await;
+    let decision = validate::Decision {
+        // The customer's tenant: `bench-customer-<d>` for `bench-c<d>-0`.
+        customer_tenant: format!(
+            "bench-customer-{}",
+            ns.trim_start_matches("bench-c").trim_end_matches("-0")
+        ),
+        managed_by_tenant: Some(tenant),
+        latest_version: Some("1.0.0".into()),
+        latest_authorizations: authorizations,
+        offer_present: true,
+        outcome: Ok(validate::Accepted {
+            plan,
+            new_snapshot: true,
+            namespaces: namespaces
+                .iter()
+                .map(|n| (n.clone(), validate::NamespaceState::Grantable))
+                .collect(),
+        }),
+    };
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let computed = status::compute(&d, &decision, &desired, &apply::Applied::default(), now);
+    delegations
+        .patch_status(
+            &d.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": status::merge_patch(None, &computed) })),
+        )
+        .await
+        .expect("status");
+    let event = k8s_openapi::api::events::v1::Event {
+        metadata: ObjectMeta {
+            // Named as the operator names its Events: object, time in hex.
+            name: Some(format!(
+                "{}.{:x}",
+                d.name_any(),
+                k8s_openapi::jiff::Timestamp::now().as_nanosecond()
+            )),
+            ..Default::default()
+        },
+        event_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now(),
+        )),
+        action: Some("Reconcile".into()),
+        reason: Some("Granted".into()),
+        note: Some(format!(
+            "plan std version 1.0.0 granted in {} namespace(s)",
+            NAMESPACES_PER_DELEGATION
+        )),
+        type_: Some("Normal".into()),
+        reporting_controller: Some("msp-operator.io/delegation".into()),
+        reporting_instance: Some("msp-bench".into()),
+        regarding: Some(k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(Delegation::api_version(&()).to_string()),
+            kind: Some("Delegation".into()),
+            name: Some(d.name_any()),
+            namespace: Some(ns.clone()),
+            uid: d.uid(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &event)
+        .await
+        .expect("event");
+}
+
+/// The `k`-th namespace of the customer whose first namespace is `first`.
+fn customer_ns_of(first: &str, k: usize) -> String {
+    format!("{}-{k}", first.trim_end_matches("-0"))
 }
 
 async fn apply_bindings(client: &Client, bindings: Vec<RoleBinding>) {
@@ -307,17 +540,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let sizes = parse_args();
-    let bindings_total = sizes.delegations * NAMESPACES_PER_DELEGATION * AUTHORIZATIONS_PER_PLAN;
-    eprintln!(
-        "bench: {} offers, {} delegations, {} customer namespaces, {} RoleBindings",
-        sizes.offers,
-        sizes.delegations,
-        sizes.delegations * NAMESPACES_PER_DELEGATION,
-        bindings_total
-    );
+/// Runs every measure at one size on a fresh control plane; returns its
+/// figures.
+async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value> {
+    let bindings_total = sizes.bindings();
     let plane = LocalControlPlane::start(ControlPlaneOptions::default()).await?;
     let admin = plane.admin_client().await?;
     let server_version = admin.apiserver_version().await?.git_version;
@@ -419,8 +645,13 @@ async fn main() -> anyhow::Result<()> {
         setup.elapsed().as_secs_f64()
     );
 
-    // 1. Baseline: the create is run twice and the faster run counts, since
-    // the baseline stands for the limit (single runs vary by up to 25% here).
+    // 1. Baselines, each the best of two runs: they stand for the limit
+    // (single runs vary by up to 25% here).
+    let mut required_runs = Vec::new();
+    for round in 0..2 {
+        required_runs.push(required_writes(&admin, &baseline, sizes, round).await);
+    }
+    let required = required_runs.iter().copied().min().unwrap_or_default();
     let set_a = baseline_bindings(&sizes, "a");
     let mut baseline_creates = Vec::new();
     for round in 0..2 {
@@ -440,7 +671,10 @@ async fn main() -> anyhow::Result<()> {
     let baseline_replace = started.elapsed();
     delete_bindings(&admin, baseline_bindings(&sizes, "b")).await;
     eprintln!(
-        "bench: baseline create {:.2}s (best of {:.2}s and {:.2}s), replace {:.2}s",
+        "bench: required writes {:.2}s (runs {:.2}s, {:.2}s); raw grants {:.2}s (runs {:.2}s, {:.2}s); replace {:.2}s",
+        required.as_secs_f64(),
+        required_runs[0].as_secs_f64(),
+        required_runs[1].as_secs_f64(),
         baseline_create.as_secs_f64(),
         baseline_creates[0].as_secs_f64(),
         baseline_creates[1].as_secs_f64(),
@@ -461,6 +695,7 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await;
+    let operator_since = k8s_openapi::jiff::Timestamp::now();
     let operator = start_operator(&operator_kubeconfig);
     let probe_port = operator.probe_port;
     let cold_started = Instant::now();
@@ -475,11 +710,12 @@ async fn main() -> anyhow::Result<()> {
     let granted = count_managed(&admin, "msp-operator:reader").await;
     assert_eq!(granted, bindings_total, "every RoleBinding exists");
     eprintln!("bench: cold convergence {:.2}s", cold.as_secs_f64());
+    let cold_writes = plane.latencies_by_since(OPERATOR_USER, operator_since);
 
     // 3. Steady state: a quiet window, then a restart (full resync).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = plane.writes_by(OPERATOR_USER).len();
-    tokio::time::sleep(Duration::from_secs(sizes.quiet_seconds)).await;
+    tokio::time::sleep(Duration::from_secs(args.quiet_seconds)).await;
     let quiet_writes = plane.writes_by(OPERATOR_USER).len() - before;
     let (rss_first, cpu_first) = operator.stop();
     let before = plane.writes_by(OPERATOR_USER).len();
@@ -511,7 +747,7 @@ async fn main() -> anyhow::Result<()> {
         .items;
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut latencies = Vec::new();
-    for _ in 0..sizes.drift_samples.min(managed.len()) {
+    for _ in 0..args.drift_samples.min(managed.len()) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -589,12 +825,25 @@ async fn main() -> anyhow::Result<()> {
 
     let (rss_second, cpu_second) = operator.stop();
 
-    let figures = serde_json::json!({
-        "date": k8s_openapi::jiff::Timestamp::now().to_string(),
-        "machine": {
-            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "kubernetes": server_version,
-        },
+    let write_latencies: BTreeMap<String, serde_json::Value> = cold_writes
+        .iter()
+        .map(|(kind, latencies)| {
+            let mut sorted = latencies.clone();
+            sorted.sort();
+            (
+                kind.clone(),
+                serde_json::json!({
+                    "count": sorted.len(),
+                    "p50_ms": ms(percentile(&sorted, 0.5)),
+                    "p99_ms": ms(percentile(&sorted, 0.99)),
+                    "mean_ms": ms(sorted.iter().sum::<Duration>() / sorted.len().max(1) as u32),
+                }),
+            )
+        })
+        .collect();
+    let cold_write_count: usize = cold_writes.values().map(Vec::len).sum();
+    Ok(serde_json::json!({
+        "kubernetes": server_version,
         "sizes": {
             "offers": sizes.offers,
             "delegations": sizes.delegations,
@@ -602,20 +851,24 @@ async fn main() -> anyhow::Result<()> {
             "rolebindings": bindings_total,
             "concurrency": concurrency(),
         },
-        "baseline": {
-            "create_seconds": baseline_create.as_secs_f64(),
-            "create_seconds_runs": baseline_creates.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
-            "replace_seconds": baseline_replace.as_secs_f64(),
-            "create_per_second": bindings_total as f64 / baseline_create.as_secs_f64(),
+        "baselines": {
+            "required_writes_seconds": required.as_secs_f64(),
+            "required_writes_seconds_runs": required_runs.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+            "raw_grants_seconds": baseline_create.as_secs_f64(),
+            "raw_grants_seconds_runs": baseline_creates.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+            "raw_grants_replace_seconds": baseline_replace.as_secs_f64(),
         },
         "cold_convergence": {
             "seconds": cold.as_secs_f64(),
             "operator_startup_until_ready_seconds": startup.as_secs_f64(),
-            "ratio_to_baseline_after_startup": (cold - startup.min(cold)).as_secs_f64() / baseline_create.as_secs_f64(),
-            "ratio_to_baseline": cold.as_secs_f64() / baseline_create.as_secs_f64(),
+            "ratio_to_required_writes": cold.as_secs_f64() / required.as_secs_f64(),
+            "ratio_to_raw_grants": cold.as_secs_f64() / baseline_create.as_secs_f64(),
+            "operator_writes": cold_write_count,
+            "operator_writes_per_delegation": cold_write_count as f64 / sizes.delegations as f64,
+            "write_latency_by_kind": write_latencies,
         },
         "steady_state": {
-            "quiet_window_seconds": sizes.quiet_seconds,
+            "quiet_window_seconds": args.quiet_seconds,
             "writes_in_quiet_window": quiet_writes,
             "full_resync_seconds": resync.as_secs_f64(),
             "writes_after_full_resync": resync_writes,
@@ -629,14 +882,97 @@ async fn main() -> anyhow::Result<()> {
         "plan_update_fan_out": {
             "seconds_until_all_ready": fan_out.as_secs_f64(),
             "seconds_until_old_grants_pruned": fan_out_total.as_secs_f64(),
-            "ratio_to_baseline_replace": fan_out_total.as_secs_f64() / baseline_replace.as_secs_f64(),
+            "ratio_to_raw_grants_replace": fan_out_total.as_secs_f64() / baseline_replace.as_secs_f64(),
         },
         "operator": {
             "peak_rss_mib_first_process": rss_first,
             "cpu_seconds_first_process": cpu_first,
             "peak_rss_mib_second_process": rss_second,
             "cpu_seconds_second_process": cpu_second,
+            "rss_bytes_per_binding": rss_first.max(rss_second) * 1024.0 * 1024.0 / bindings_total as f64,
         },
+    }))
+}
+
+/// The exponent b of y = a·n^b fitted by least squares on log-log: 1 is
+/// linear growth.
+fn growth_exponent(points: &[(f64, f64)]) -> f64 {
+    let logs: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|(n, y)| *n > 0.0 && *y > 0.0)
+        .map(|(n, y)| (n.ln(), y.ln()))
+        .collect();
+    if logs.len() < 2 {
+        return f64::NAN;
+    }
+    let count = logs.len() as f64;
+    let mean_x = logs.iter().map(|p| p.0).sum::<f64>() / count;
+    let mean_y = logs.iter().map(|p| p.1).sum::<f64>() / count;
+    let covariance: f64 = logs.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    let variance: f64 = logs.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    covariance / variance
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(msp_testenv::binaries::repo_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args();
+    let mut runs = Vec::new();
+    for &n in &args.sizes {
+        let sizes = Sizes::new(n);
+        eprintln!(
+            "bench: size {n}: {} offers, {} delegations, {} customer namespaces, {} RoleBindings",
+            sizes.offers,
+            sizes.delegations,
+            sizes.delegations * NAMESPACES_PER_DELEGATION,
+            sizes.bindings()
+        );
+        runs.push(run_size(sizes, &args).await?);
+    }
+    let f = |run: &serde_json::Value, path: &str| -> f64 {
+        path.split('.')
+            .fold(run, |v, key| &v[key])
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
+    let curve = |path: &str| -> Vec<(f64, f64)> {
+        runs.iter()
+            .map(|r| (f(r, "sizes.delegations"), f(r, path)))
+            .collect()
+    };
+    let time_exponent = growth_exponent(&curve("cold_convergence.seconds"));
+    let memory_exponent = growth_exponent(&curve("operator.peak_rss_mib_first_process"));
+    let kubernetes = runs
+        .first()
+        .and_then(|r| r["kubernetes"].as_str())
+        .unwrap_or("")
+        .to_string();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let commit = git_commit();
+    let figures = serde_json::json!({
+        "date": k8s_openapi::jiff::Timestamp::now().to_string(),
+        "git_commit": commit,
+        "machine": { "cores": cores, "kubernetes": kubernetes },
+        "concurrency": concurrency(),
+        "workload": {
+            "namespaces_per_delegation": NAMESPACES_PER_DELEGATION,
+            "authorizations_per_plan": AUTHORIZATIONS_PER_PLAN,
+            "roles_per_plan": 1,
+        },
+        "growth_exponent": { "cold_convergence_time": time_exponent, "peak_rss": memory_exponent },
+        "runs": runs,
     });
     let out_dir = msp_testenv::binaries::repo_root().join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
@@ -647,99 +983,149 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&figures)?)?;
 
     println!(
-        "\nmsp-operator convergence benchmark ({} cores, Kubernetes {})",
-        figures["machine"]["cores"],
-        figures["machine"]["kubernetes"].as_str().unwrap_or("")
-    );
-    println!(
-        "sizes: {} offers, {} delegations, {} customer namespaces, {} RoleBindings, concurrency {}",
-        sizes.offers,
-        sizes.delegations,
-        sizes.delegations * NAMESPACES_PER_DELEGATION,
-        bindings_total,
+        "\nmsp-operator convergence benchmark ({cores} cores, Kubernetes {kubernetes}, commit {commit}, concurrency {})",
         concurrency()
     );
-    println!("{:<44} {:>12} {:>10}", "measure", "value", "target");
-    let row =
-        |name: &str, value: String, target: &str| println!("{name:<44} {value:>12} {target:>10}");
+    let mut header = format!("{:<44}", "delegations (2 namespaces, 5 groups, 1 role)");
+    for run in &runs {
+        header.push_str(&format!(" {:>10}", f(run, "sizes.delegations")));
+    }
+    println!("{header} {:>12}", "target");
+    let row = |name: &str, path: &str, unit: &str, digits: usize, target: &str| {
+        let mut line = format!("{name:<44}");
+        for run in &runs {
+            let value = f(run, path);
+            line.push_str(&format!(" {:>10}", format!("{value:.digits$}{unit}")));
+        }
+        println!("{line} {target:>12}");
+    };
+    row("RoleBindings written", "sizes.rolebindings", "", 0, "");
     row(
-        "baseline: SSA create, best of 2",
-        format!("{:.2}s", baseline_create.as_secs_f64()),
+        "baseline (a): required writes",
+        "baselines.required_writes_seconds",
+        "s",
+        2,
         "",
     );
     row(
-        "baseline: replace (apply new + delete old)",
-        format!("{:.2}s", baseline_replace.as_secs_f64()),
+        "baseline (b): raw grant writes",
+        "baselines.raw_grants_seconds",
+        "s",
+        2,
         "",
     );
+    row("cold convergence", "cold_convergence.seconds", "s", 2, "");
     row(
-        "cold convergence",
-        format!("{:.2}s", cold.as_secs_f64()),
+        "  ratio to required writes",
+        "cold_convergence.ratio_to_required_writes",
+        "x",
+        2,
+        "<= 1.15x",
+    );
+    row(
+        "  ratio to raw grant writes",
+        "cold_convergence.ratio_to_raw_grants",
+        "x",
+        2,
+        "<= 2.65x",
+    );
+    row(
+        "  operator writes per delegation",
+        "cold_convergence.operator_writes_per_delegation",
         "",
-    );
-    row(
-        "  ratio to baseline create",
-        format!("{:.2}x", cold.as_secs_f64() / baseline_create.as_secs_f64()),
-        "<= 1.25x",
-    );
-    row(
-        "  ratio after startup",
-        format!(
-            "{:.2}x",
-            (cold - startup.min(cold)).as_secs_f64() / baseline_create.as_secs_f64()
-        ),
-        "",
-    );
-    row(
-        &format!("writes in a {}s quiet window", sizes.quiet_seconds),
-        quiet_writes.to_string(),
-        "0",
-    );
-    row(
-        "writes after a full resync (restart)",
-        resync_writes.to_string(),
-        "0",
-    );
-    row("drift repair p50", format!("{:.0}ms", ms(p50)), "");
-    row("drift repair p99", format!("{:.0}ms", ms(p99)), "< 1000ms");
-    row(
-        "plan update fan-out (all Ready)",
-        format!("{:.2}s", fan_out.as_secs_f64()),
+        2,
         "",
     );
     row(
         "plan update fan-out (old grants pruned)",
-        format!("{:.2}s", fan_out_total.as_secs_f64()),
+        "plan_update_fan_out.seconds_until_old_grants_pruned",
+        "s",
+        2,
+        "",
+    );
+    row("drift repair p50", "drift_repair.p50_ms", "ms", 0, "");
+    row(
+        "drift repair p99",
+        "drift_repair.p99_ms",
+        "ms",
+        0,
+        "< 1000ms",
+    );
+    row(
+        &format!("writes in a {}s quiet window", args.quiet_seconds),
+        "steady_state.writes_in_quiet_window",
+        "",
+        0,
+        "0",
+    );
+    row(
+        "writes after a full resync (restart)",
+        "steady_state.writes_after_full_resync",
+        "",
+        0,
+        "0",
+    );
+    row(
+        "peak RSS, cold run",
+        "operator.peak_rss_mib_first_process",
+        "MiB",
+        1,
+        "64/160MiB",
+    );
+    row(
+        "peak RSS, resync + drift + update",
+        "operator.peak_rss_mib_second_process",
+        "MiB",
+        1,
         "",
     );
     row(
-        "  ratio to baseline replace",
-        format!(
-            "{:.2}x",
-            fan_out_total.as_secs_f64() / baseline_replace.as_secs_f64()
-        ),
+        "RSS bytes per managed binding",
+        "operator.rss_bytes_per_binding",
+        "",
+        0,
         "",
     );
     row(
-        "operator peak RSS (cold run)",
-        format!("{rss_first:.1}MiB"),
-        "< 64MiB",
-    );
-    row(
-        "operator CPU seconds (cold run + quiet)",
-        format!("{cpu_first:.1}s"),
+        "CPU seconds, cold run + quiet",
+        "operator.cpu_seconds_first_process",
+        "s",
+        1,
         "",
     );
     row(
-        "operator peak RSS (resync, drift, update)",
-        format!("{rss_second:.1}MiB"),
-        "< 64MiB",
-    );
-    row(
-        "operator CPU seconds (resync, drift, update)",
-        format!("{cpu_second:.1}s"),
+        "CPU seconds, resync + drift + update",
+        "operator.cpu_seconds_second_process",
+        "s",
+        1,
         "",
     );
+    println!(
+        "{:<44} {:>10} {:>12}",
+        "growth exponent, cold convergence time",
+        format!("{time_exponent:.2}"),
+        "<= 1.1"
+    );
+    println!(
+        "{:<44} {:>10} {:>12}",
+        "growth exponent, peak RSS",
+        format!("{memory_exponent:.2}"),
+        "<= 1.1"
+    );
+    println!("\nAPI server latency per operator write during cold convergence (audit log):");
+    for run in &runs {
+        let n = f(run, "sizes.delegations");
+        if let Some(kinds) = run["cold_convergence"]["write_latency_by_kind"].as_object() {
+            for (kind, l) in kinds {
+                println!(
+                    "  n={n:<6} {kind:<40} {:>7} requests  p50 {:>6.1}ms  p99 {:>6.1}ms",
+                    l["count"],
+                    l["p50_ms"].as_f64().unwrap_or(f64::NAN),
+                    l["p99_ms"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+        }
+    }
     println!("figures: {}", out.display());
     Ok(())
 }

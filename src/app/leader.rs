@@ -92,7 +92,7 @@ where
             _ = lease_released(&leases, &election.lease_name, &identity) => Standby::Released,
         };
         if let Standby::Released = outcome {
-            tracing::info!(%identity, "the lease is free; trying to take it");
+            tracing::info!(%identity, "the lease was released; trying to take it");
             drop(leading);
             let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
             // Bounds the restart rate should the Lease stay free but
@@ -174,7 +174,22 @@ async fn lease_released(leases: &kube::Api<Lease>, name: &str, identity: &str) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = std::pin::pin!(watcher::watcher(leases.clone(), config));
     let mut held_by_other = false;
-    while let Some(event) = events.next().await {
+    // Set while the Lease has been seen free but never held by another: this
+    // replica's manager normally takes it at once (and the caller's select
+    // then leads); if nobody has after a second, the manager read it before
+    // the release and sleeps until the old expiry.
+    let mut free_since: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match free_since {
+            Some(since) => {
+                match tokio::time::timeout_at(since + Duration::from_secs(1), events.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return,
+                }
+            }
+            None => events.next().await,
+        };
+        let Some(event) = next else { return };
         let holder = |lease: &Lease| {
             lease
                 .spec
@@ -184,16 +199,14 @@ async fn lease_released(leases: &kube::Api<Lease>, name: &str, identity: &str) {
         };
         match event {
             Ok(Event::Apply(lease) | Event::InitApply(lease)) => match holder(&lease) {
-                Some(h) if h != identity => held_by_other = true,
-                Some(_) => {}
+                Some(h) if h != identity => {
+                    held_by_other = true;
+                    free_since = None;
+                }
+                Some(_) => free_since = None,
                 None if held_by_other => return,
                 None => {
-                    // Free from the start: this replica's manager normally
-                    // takes it at once (and the caller's select then leads);
-                    // if it still has not after a second, it read the Lease
-                    // before the release and sleeps until the old expiry.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    return;
+                    free_since.get_or_insert_with(tokio::time::Instant::now);
                 }
             },
             Ok(Event::Delete(_)) if held_by_other => return,

@@ -477,12 +477,53 @@ impl LocalControlPlane {
         self.audited(user, since, true)
     }
 
-    fn audited(
+    /// How long the API server took for each write of `user` received at
+    /// or after `since` (from receipt to the complete response), by
+    /// `VERB resource[/subresource]`.
+    pub fn latencies_by_since(
         &self,
         user: &str,
         since: k8s_openapi::jiff::Timestamp,
-        succeeded_only: bool,
-    ) -> Vec<String> {
+    ) -> std::collections::BTreeMap<String, Vec<Duration>> {
+        let time = |event: &serde_json::Value, field: &str| {
+            event[field]
+                .as_str()
+                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        };
+        let mut out: std::collections::BTreeMap<String, Vec<Duration>> = Default::default();
+        for event in self.audit_events() {
+            if event["user"]["username"] != user || event["stage"] != "ResponseComplete" {
+                continue;
+            }
+            let (Some(received), Some(done)) = (
+                time(&event, "requestReceivedTimestamp"),
+                time(&event, "stageTimestamp"),
+            ) else {
+                continue;
+            };
+            if received < since {
+                continue;
+            }
+            let object = &event["objectRef"];
+            let kind = format!(
+                "{} {}{}",
+                event["verb"].as_str().unwrap_or(""),
+                object["resource"].as_str().unwrap_or(""),
+                object["subresource"]
+                    .as_str()
+                    .map(|s| format!("/{s}"))
+                    .unwrap_or_default()
+            );
+            let took = done.duration_since(received);
+            out.entry(kind)
+                .or_default()
+                .push(Duration::try_from(took).unwrap_or_default());
+        }
+        out
+    }
+
+    /// Every event of the audit log, oldest first.
+    fn audit_events(&self) -> Vec<serde_json::Value> {
         let mut rotated: Vec<PathBuf> = fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
@@ -503,6 +544,17 @@ impl LocalControlPlane {
             .join("\n");
         text.lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .collect()
+    }
+
+    fn audited(
+        &self,
+        user: &str,
+        since: k8s_openapi::jiff::Timestamp,
+        succeeded_only: bool,
+    ) -> Vec<String> {
+        self.audit_events()
+            .into_iter()
             .filter(|event| event["user"]["username"] == user)
             .filter(|event| {
                 event["requestReceivedTimestamp"]
