@@ -272,7 +272,7 @@ async fn required_writes(admin: &Client, client: &Client, sizes: Sizes, round: u
 /// cleanup finalizer, the consent record, the grants (side by side), the
 /// status, one Event.
 async fn writes_of_one_delegation(client: &Client, d: Delegation) {
-    use msp_operator::delegation::{apply, build, snapshot, status, validate};
+    use msp_operator::delegation::{apply, build, snapshot, status};
     let ns = d.namespace().unwrap_or_default();
     let offer_ref = d.spec.offer_ref.clone();
     let o: usize = offer_ref
@@ -334,28 +334,7 @@ async fn writes_of_one_delegation(client: &Client, d: Delegation) {
         }
     }))
     .await;
-    let decision = validate::Decision {
-        // The customer's tenant: `bench-customer-<d>` for `bench-c<d>-0`.
-        customer_tenant: format!(
-            "bench-customer-{}",
-            ns.trim_start_matches("bench-c").trim_end_matches("-0")
-        ),
-        managed_by_tenant: Some(tenant),
-        latest_version: Some("1.0.0".into()),
-        latest_authorizations: authorizations,
-        offer_present: true,
-        outcome: Ok(validate::Accepted {
-            plan,
-            new_snapshot: true,
-            namespaces: namespaces
-                .iter()
-                .map(|n| (n.clone(), validate::NamespaceState::Grantable))
-                .collect(),
-        }),
-    };
-    let now =
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let computed = status::compute(&d, &decision, &desired, &apply::Applied::default(), now);
+    let computed = accepted_status(&d, plan, authorizations, tenant, &namespaces, &desired);
     delegations
         .patch_status(
             &d.name_any(),
@@ -400,6 +379,181 @@ async fn writes_of_one_delegation(client: &Client, d: Delegation) {
         .create(&PostParams::default(), &event)
         .await
         .expect("event");
+}
+
+/// The status the operator writes for `d` once `plan` is granted in
+/// `namespaces` (its own pure code).
+fn accepted_status(
+    d: &Delegation,
+    plan: msp_operator::domain::consent::AcceptedPlan,
+    authorizations: Vec<Authorization>,
+    tenant: String,
+    namespaces: &[String],
+    desired: &msp_operator::delegation::build::Desired,
+) -> DelegationStatus {
+    use msp_operator::delegation::{apply, status, validate};
+    let ns = d.namespace().unwrap_or_default();
+    let decision = validate::Decision {
+        // The customer's tenant: `bench-customer-<d>` for `bench-c<d>-0`.
+        customer_tenant: format!(
+            "bench-customer-{}",
+            ns.trim_start_matches("bench-c").trim_end_matches("-0")
+        ),
+        managed_by_tenant: Some(tenant),
+        latest_version: Some("1.0.0".into()),
+        latest_authorizations: authorizations,
+        offer_present: true,
+        outcome: Ok(validate::Accepted {
+            plan,
+            new_snapshot: true,
+            namespaces: namespaces
+                .iter()
+                .map(|n| (n.clone(), validate::NamespaceState::Grantable))
+                .collect(),
+        }),
+    };
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    status::compute(d, &decision, desired, &apply::Applied::default(), now)
+}
+
+/// What one write of each kind costs, alone (one request at a time, so the
+/// latency is the API server's work, not queueing): a RoleBinding create
+/// against a Delegation status patch, and the variants that tell why the
+/// status patch costs more (a patch is a read and a compare-and-swap where
+/// a create is one write; a custom resource is decoded, pruned and
+/// validated against its schema; the first status is the largest).
+/// Client-side p50 and mean in ms, by kind. The objects are deleted after.
+async fn write_costs(
+    admin: &Client,
+    client: &Client,
+    sizes: Sizes,
+    samples: usize,
+) -> BTreeMap<String, serde_json::Value> {
+    let ns = customer_ns(0, 0);
+    let rb_api: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+    let dlg_api: Api<Delegation> = Api::namespaced(client.clone(), &ns);
+    let mut timings: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    let mut timed = |kind: &str, started: Instant| {
+        timings
+            .entry(kind.to_string())
+            .or_default()
+            .push(started.elapsed());
+    };
+    let template = &baseline_bindings(&Sizes::new(1), "probe")[0];
+    let authorizations = offer(0, "1.0.0", "msp-operator:reader").spec.plans[0]
+        .authorizations
+        .clone();
+    let namespaces: Vec<String> = (0..NAMESPACES_PER_DELEGATION)
+        .map(|k| customer_ns(0, k))
+        .collect();
+    for i in 0..samples {
+        let mut rb = template.clone();
+        rb.metadata.name = Some(format!("probe-{i}"));
+        let started = Instant::now();
+        rb_api
+            .create(&PostParams::default(), &rb)
+            .await
+            .expect("probe binding");
+        timed("create rolebinding (5 subjects)", started);
+        let started = Instant::now();
+        rb_api
+            .patch(
+                &format!("probe-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"probe": "patched"}}})),
+            )
+            .await
+            .expect("probe binding patch");
+        timed("merge patch rolebinding (one label)", started);
+
+        let mut d = delegation(0, sizes.offers, "1.0.0");
+        d.metadata.name = Some(format!("probe-{i}"));
+        let started = Instant::now();
+        let d = dlg_api
+            .create(&PostParams::default(), &d)
+            .await
+            .expect("probe delegation");
+        timed("create delegation", started);
+        let plan = fixtures::accepted(
+            ("bench-p0", "offer-0"),
+            "bench-provider-0",
+            "std",
+            "1.0.0",
+            authorizations.clone(),
+        );
+        let desired = msp_operator::delegation::build::build(&d, &plan, &namespaces);
+        let full = accepted_status(
+            &d,
+            plan,
+            authorizations.clone(),
+            "bench-provider-0".into(),
+            &namespaces,
+            &desired,
+        );
+        let started = Instant::now();
+        let patched = dlg_api
+            .patch_status(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({
+                    "status": msp_operator::delegation::status::merge_patch(None, &full)
+                })),
+            )
+            .await
+            .expect("probe status");
+        timed("merge patch delegation status (first, full)", started);
+        let mut next = full.clone();
+        if let Some(ready) = next.conditions.iter_mut().find(|c| c.type_ == "Ready") {
+            ready.message = format!("{} (probe)", ready.message);
+        }
+        let started = Instant::now();
+        dlg_api
+            .patch_status(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({
+                    "status": msp_operator::delegation::status::merge_patch(patched.status.as_ref(), &next)
+                })),
+            )
+            .await
+            .expect("probe status change");
+        timed("merge patch delegation status (one message)", started);
+        let started = Instant::now();
+        dlg_api
+            .patch(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"probe": "patched"}}})),
+            )
+            .await
+            .expect("probe delegation patch");
+        timed("merge patch delegation (one label)", started);
+    }
+    // Untimed cleanup, as the admin.
+    for i in 0..samples {
+        let _ = Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+            .delete(&format!("probe-{i}"), &DeleteParams::default())
+            .await;
+        let _ = Api::<Delegation>::namespaced(admin.clone(), &ns)
+            .delete(&format!("probe-{i}"), &DeleteParams::default())
+            .await;
+    }
+    timings
+        .into_iter()
+        .map(|(kind, mut latencies)| {
+            latencies.sort();
+            let mean = latencies.iter().sum::<Duration>() / latencies.len().max(1) as u32;
+            (
+                kind,
+                serde_json::json!({
+                    "samples": latencies.len(),
+                    "p50_ms": ms(percentile(&latencies, 0.5)),
+                    "mean_ms": ms(mean),
+                }),
+            )
+        })
+        .collect()
 }
 
 /// The `k`-th namespace of the customer whose first namespace is `first`.
@@ -645,6 +799,8 @@ async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value
         setup.elapsed().as_secs_f64()
     );
 
+    let write_costs = write_costs(&admin, &baseline, sizes, 100).await;
+
     // 1. Baselines, each the best of two runs: they stand for the limit
     // (single runs vary by up to 25% here).
     let mut required_runs = Vec::new();
@@ -867,6 +1023,7 @@ async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value
             "operator_writes_per_delegation": cold_write_count as f64 / sizes.delegations as f64,
             "write_latency_by_kind": write_latencies,
         },
+        "write_costs_alone": write_costs,
         "steady_state": {
             "quiet_window_seconds": args.quiet_seconds,
             "writes_in_quiet_window": quiet_writes,
@@ -1122,6 +1279,19 @@ async fn main() -> anyhow::Result<()> {
                     l["count"],
                     l["p50_ms"].as_f64().unwrap_or(f64::NAN),
                     l["p99_ms"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+        }
+    }
+    println!("\nOne write alone (100 sequential requests each, client-side p50 / mean):");
+    for run in &runs {
+        let n = f(run, "sizes.delegations");
+        if let Some(kinds) = run["write_costs_alone"].as_object() {
+            for (kind, l) in kinds {
+                println!(
+                    "  n={n:<6} {kind:<48} p50 {:>6.1}ms  mean {:>6.1}ms",
+                    l["p50_ms"].as_f64().unwrap_or(f64::NAN),
+                    l["mean_ms"].as_f64().unwrap_or(f64::NAN)
                 );
             }
         }
