@@ -10,7 +10,8 @@
 //! 1. Two baselines, as a non-exempt user at the operator's concurrency,
 //!    best of two runs each: (a) *required writes* — exactly the write set
 //!    the design needs per Delegation (its labels and finalizer, the consent
-//!    record, the RoleBindings, the status patch, one Event); (b) *raw grant
+//!    check's SubjectAccessReview, the consent record, the RoleBindings, the
+//!    status patch, one Event); (b) *raw grant
 //!    writes* — the RoleBindings alone (2 per customer, 5 subjects each).
 //! 2. Cold convergence: offers, namespaces and delegations exist; the operator
 //!    starts; time until every Delegation is Ready.
@@ -30,6 +31,7 @@
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::authorization::v1::{SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -268,9 +270,9 @@ async fn required_writes(admin: &Client, client: &Client, sizes: Sizes, round: u
     elapsed
 }
 
-/// The write set of one Delegation, in the operator's order: its labels and
-/// cleanup finalizer, the consent record, the grants (side by side), the
-/// status, one Event.
+/// The requests of one Delegation, in the operator's order: its labels and
+/// cleanup finalizer, the consent check (a SubjectAccessReview), the consent
+/// record, the grants (side by side), the status, one Event.
 async fn writes_of_one_delegation(client: &Client, d: Delegation) {
     use msp_operator::delegation::{apply, build, snapshot, status};
     let ns = d.namespace().unwrap_or_default();
@@ -313,6 +315,28 @@ async fn writes_of_one_delegation(client: &Client, d: Delegation) {
         )
         .await
         .expect("metadata apply");
+    // The consent check: may the consenter bind the role cluster-wide? (One
+    // SubjectAccessReview per role; not a write, but a request the design
+    // needs before it records a consent.)
+    let consenter =
+        msp_operator::domain::consent::Consenter::of(&d).expect("the consent recorder stamped it");
+    let (resource_attributes, non_resource_attributes) =
+        msp_operator::domain::escalation::Question::bind("", "msp-operator:reader").attributes();
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(consenter.user),
+            groups: Some(consenter.groups),
+            resource_attributes,
+            non_resource_attributes,
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("consent check");
+    assert!(answer.status.is_some_and(|s| s.allowed));
     let mut revision = snapshot::to_revision(&d, &plan).expect("snapshot");
     unmanaged(&mut revision.metadata.labels);
     Api::<ControllerRevision>::namespaced(client.clone(), &ns)
