@@ -66,7 +66,7 @@ fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchai
 chaos: controlplane-bins ## Fault scenarios at full size (200 Delegations, 50 kills; MSP_CHAOS_SCALE=N to change)
 	mkdir -p target; MSP_CHAOS_SCALE=$${MSP_CHAOS_SCALE:-10} $(CARGO) test --all-features --test faults -- --nocapture --test-threads 1 2>&1 | tee target/chaos.log | grep -oE 'faults: .*|test result.*|panicked.*|FAILED'; status=$${PIPESTATUS[0]}; echo "full output: target/chaos.log"; exit $$status
 
-bench: controlplane-bins ## Convergence benchmark (BENCH_ARGS="--scale 0.1" for a quick run)
+bench: controlplane-bins ## Convergence benchmark at 200, 1,000 and 4,000 Delegations (BENCH_ARGS="--sizes 100" for a quick run)
 	$(CARGO) bench --bench convergence -- $(BENCH_ARGS)
 
 controlplane: controlplane-bins ## Run a local control plane in the foreground (reused by `make run`)
