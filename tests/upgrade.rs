@@ -8,8 +8,8 @@
 mod support;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use kube::api::{ObjectMeta, PostParams};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
 use msp_operator::api::PrincipalKind;
 use msp_operator::domain::names;
@@ -28,7 +28,13 @@ fn binding_name_0_1_0(delegation_ns: &str, delegation: &str, user: &str, role: &
 
 /// A binding as 0.1.0 wrote it: one subject, the managed labels.
 fn binding_0_1_0(customer: &str, ns: &str, provider: &str, user: &str) -> RoleBinding {
-    let labels = BTreeMap::from([
+    let mut binding = msp_operator::fixtures::role_binding(
+        ns,
+        &binding_name_0_1_0(customer, "d", user, READER_ROLE),
+        ("ClusterRole", READER_ROLE),
+        ("User", user),
+    );
+    binding.metadata.labels = Some(BTreeMap::from([
         (
             names::MANAGED_BY_LABEL.to_string(),
             names::MANAGED_BY.to_string(),
@@ -38,26 +44,8 @@ fn binding_0_1_0(customer: &str, ns: &str, provider: &str, user: &str) -> RoleBi
         (names::OFFER_NAMESPACE_LABEL.into(), provider.into()),
         (names::OFFER_LABEL.into(), "o".into()),
         (names::PLAN_LABEL.into(), "p".into()),
-    ]);
-    RoleBinding {
-        metadata: ObjectMeta {
-            name: Some(binding_name_0_1_0(customer, "d", user, READER_ROLE)),
-            namespace: Some(ns.into()),
-            labels: Some(labels),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: READER_ROLE.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "User".into(),
-            name: user.into(),
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            namespace: None,
-        }]),
-    }
+    ]));
+    binding
 }
 
 #[tokio::test]
