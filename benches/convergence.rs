@@ -282,17 +282,7 @@ async fn writes_of_one_delegation(client: &Client, d: Delegation) {
         .trim_start_matches("offer-")
         .parse()
         .unwrap_or(0);
-    let tenant = format!("bench-provider-{o}");
-    let authorizations = offer(o, "1.0.0", "msp-operator:reader").spec.plans[0]
-        .authorizations
-        .clone();
-    let plan = fixtures::accepted(
-        (&offer_ref.namespace, &offer_ref.name),
-        &tenant,
-        "std",
-        "1.0.0",
-        authorizations.clone(),
-    );
+    let plan = accepted_plan(o);
     let unmanaged = |labels: &mut Option<BTreeMap<String, String>>| {
         let labels = labels.get_or_insert_default();
         labels.remove(msp_operator::domain::names::MANAGED_BY_LABEL);
@@ -358,7 +348,7 @@ async fn writes_of_one_delegation(client: &Client, d: Delegation) {
         }
     }))
     .await;
-    let computed = accepted_status(&d, plan, authorizations, tenant, &namespaces, &desired);
+    let computed = accepted_status(&d, plan, &namespaces, &desired);
     delegations
         .patch_status(
             &d.name_any(),
@@ -405,13 +395,24 @@ async fn writes_of_one_delegation(client: &Client, d: Delegation) {
         .expect("event");
 }
 
+/// What customers of offer `o` accept: its plan `std` at 1.0.0.
+fn accepted_plan(o: usize) -> msp_operator::domain::consent::AcceptedPlan {
+    fixtures::accepted(
+        (&format!("bench-p{o}"), &format!("offer-{o}")),
+        &format!("bench-provider-{o}"),
+        "std",
+        "1.0.0",
+        offer(o, "1.0.0", "msp-operator:reader").spec.plans[0]
+            .authorizations
+            .clone(),
+    )
+}
+
 /// The status the operator writes for `d` once `plan` is granted in
 /// `namespaces` (its own pure code).
 fn accepted_status(
     d: &Delegation,
     plan: msp_operator::domain::consent::AcceptedPlan,
-    authorizations: Vec<Authorization>,
-    tenant: String,
     namespaces: &[String],
     desired: &msp_operator::delegation::build::Desired,
 ) -> DelegationStatus {
@@ -423,9 +424,9 @@ fn accepted_status(
             "bench-customer-{}",
             ns.trim_start_matches("bench-c").trim_end_matches("-0")
         ),
-        managed_by_tenant: Some(tenant),
-        latest_version: Some("1.0.0".into()),
-        latest_authorizations: authorizations,
+        managed_by_tenant: Some(plan.provider_tenant.clone()),
+        latest_version: Some(plan.version.clone()),
+        latest_authorizations: plan.authorizations.clone(),
         offer_present: true,
         outcome: Ok(validate::Accepted {
             plan,
@@ -465,9 +466,6 @@ async fn write_costs(
             .push(started.elapsed());
     };
     let template = &baseline_bindings(&Sizes::new(1), "probe")[0];
-    let authorizations = offer(0, "1.0.0", "msp-operator:reader").spec.plans[0]
-        .authorizations
-        .clone();
     let namespaces: Vec<String> = (0..NAMESPACES_PER_DELEGATION)
         .map(|k| customer_ns(0, k))
         .collect();
@@ -499,22 +497,9 @@ async fn write_costs(
             .await
             .expect("probe delegation");
         timed("create delegation", started);
-        let plan = fixtures::accepted(
-            ("bench-p0", "offer-0"),
-            "bench-provider-0",
-            "std",
-            "1.0.0",
-            authorizations.clone(),
-        );
+        let plan = accepted_plan(0);
         let desired = msp_operator::delegation::build::build(&d, &plan, &namespaces);
-        let full = accepted_status(
-            &d,
-            plan,
-            authorizations.clone(),
-            "bench-provider-0".into(),
-            &namespaces,
-            &desired,
-        );
+        let full = accepted_status(&d, plan, &namespaces, &desired);
         let started = Instant::now();
         let patched = dlg_api
             .patch_status(

@@ -504,16 +504,7 @@ impl LocalControlPlane {
             if received < since {
                 continue;
             }
-            let object = &event["objectRef"];
-            let kind = format!(
-                "{} {}{}",
-                event["verb"].as_str().unwrap_or(""),
-                object["resource"].as_str().unwrap_or(""),
-                object["subresource"]
-                    .as_str()
-                    .map(|s| format!("/{s}"))
-                    .unwrap_or_default()
-            );
+            let kind = request_kind(&event);
             let took = done.duration_since(received);
             out.entry(kind)
                 .or_default()
@@ -571,13 +562,8 @@ impl LocalControlPlane {
             .map(|event| {
                 let object = &event["objectRef"];
                 format!(
-                    "{} {}{} {}/{}",
-                    event["verb"].as_str().unwrap_or(""),
-                    object["resource"].as_str().unwrap_or(""),
-                    object["subresource"]
-                        .as_str()
-                        .map(|s| format!("/{s}"))
-                        .unwrap_or_default(),
+                    "{} {}/{}",
+                    request_kind(&event),
                     object["namespace"].as_str().unwrap_or(""),
                     object["name"].as_str().unwrap_or("")
                 )
@@ -657,4 +643,18 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.write_all(content.as_bytes())
+}
+
+/// `VERB resource[/subresource]` of an audit event.
+fn request_kind(event: &serde_json::Value) -> String {
+    let object = &event["objectRef"];
+    format!(
+        "{} {}{}",
+        event["verb"].as_str().unwrap_or(""),
+        object["resource"].as_str().unwrap_or(""),
+        object["subresource"]
+            .as_str()
+            .map(|s| format!("/{s}"))
+            .unwrap_or_default()
+    )
 }
