@@ -435,6 +435,7 @@ fn accepted_status(
                 .iter()
                 .map(|n| (n.clone(), validate::NamespaceState::Grantable))
                 .collect(),
+            activations: Vec::new(),
         }),
     };
     let now =
@@ -713,8 +714,10 @@ async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value
     for file in [
         "crds/managedserviceoffers.yaml",
         "crds/delegations.yaml",
+        "crds/activations.yaml",
         "deploy/operator-clusterrole.yaml",
         "deploy/delegable-roles.yaml",
+        "deploy/activation-roles.yaml",
         "deploy/admission-policies.yaml",
         "deploy/consent-recorder.yaml",
     ] {

@@ -89,6 +89,7 @@ pub fn plan(name: &str, version: &str, authorizations: Vec<Authorization>) -> Pl
         visibility: Visibility::Public,
         audience: None,
         authorizations,
+        eligible_authorizations: None,
     }
 }
 
@@ -147,6 +148,7 @@ pub fn delegation(
             namespaces: namespaces
                 .map(|list| list.into_iter().map(|n| NamespaceName(n.into())).collect()),
             acknowledged_workload_roles: None,
+            activation_terms: None,
         },
     );
     delegation.metadata.namespace = Some(namespace.into());
@@ -182,6 +184,7 @@ pub fn accepted(
         plan: plan.into(),
         version: version.into(),
         authorizations,
+        eligible_authorizations: Vec::new(),
         offer_uid: None,
         digest: None,
         stamp: None,

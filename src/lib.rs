@@ -10,6 +10,7 @@
 //! writer, errors, metrics, the wiring of both controllers) and [`app`] (what
 //! the binary adds: leader election, HTTP endpoints, telemetry).
 
+pub mod activation;
 pub mod api;
 pub mod app;
 pub mod delegation;

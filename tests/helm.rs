@@ -464,7 +464,11 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
     }
 
     // CRDs: crds/ exactly, kept on uninstall.
-    for file in ["crds/delegations.yaml", "crds/managedserviceoffers.yaml"] {
+    for file in [
+        "crds/delegations.yaml",
+        "crds/managedserviceoffers.yaml",
+        "crds/activations.yaml",
+    ] {
         assert_renders_file(&objects, file);
     }
     for crd in of_kind(&objects, "CustomResourceDefinition") {
@@ -478,6 +482,7 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
 
     // The delegable role catalog and the admission policies: deploy/ exactly.
     assert_renders_file(&objects, "deploy/delegable-roles.yaml");
+    assert_renders_file(&objects, "deploy/activation-roles.yaml");
     assert_renders_file(&objects, "deploy/admission-policies.yaml");
 
     // The operator's ClusterRole: the rules of deploy/, with their reasons.

@@ -79,7 +79,11 @@ async fn bad_configuration_fails_fast_with_the_cause_and_the_fix() {
     }
 
     let client = env.client().await;
-    for file in ["crds/managedserviceoffers.yaml", "crds/delegations.yaml"] {
+    for file in [
+        "crds/managedserviceoffers.yaml",
+        "crds/delegations.yaml",
+        "crds/activations.yaml",
+    ] {
         let yaml =
             std::fs::read_to_string(msp_testenv::binaries::repo_root().join(file)).expect("crd");
         manifests::apply_yaml(&client, &yaml, "msp-tests", "default")

@@ -3,7 +3,7 @@
 //! `crds/` holds this output (written by `make crds`); a test fails when the
 //! two differ, so the Rust types stay the single source of the API.
 
-use crate::api::{Delegation, ManagedServiceOffer};
+use crate::api::{Activation, Delegation, ManagedServiceOffer};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
@@ -12,6 +12,7 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
         ("managedserviceoffers.yaml", ManagedServiceOffer::crd()),
         ("delegations.yaml", Delegation::crd()),
+        ("activations.yaml", Activation::crd()),
     ]
 }
 

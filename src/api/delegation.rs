@@ -1,6 +1,6 @@
 //! `Delegation`: a customer's consent to one plan version for some of its namespaces.
 
-use super::Authorization;
+use super::{Authorization, Person};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -61,6 +61,32 @@ pub struct DelegationSpec {
     #[schemars(length(max = 20))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub acknowledged_workload_roles: Option<Vec<RoleName>>,
+    /// The customer's terms for just-in-time access under the plan's
+    /// eligible authorizations (beyond Azure Lighthouse): a shorter maximum
+    /// duration, and approvers of the customer who must approve every
+    /// activation too. Unset: the plan's terms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_terms: Option<ActivationTerms>,
+}
+
+/// What the customer requires of every activation under a Delegation.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActivationTerms {
+    /// The longest an activation may last, when shorter than the plan's
+    /// `maxDuration` (`30m` to `8h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]{1,2}h)?([0-9]{1,3}m)?$"),
+        length(min = 2, max = 8)
+    )]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('30m') && duration(self) <= duration('8h')").message("spec.activationTerms.maxDuration must be between 30m and 8h"))]
+    pub max_duration: Option<String>,
+    /// Users or groups of the customer of which one must also approve each
+    /// activation (0 to 10): two-party approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10))]
+    pub approvers: Option<Vec<Person>>,
 }
 
 /// A ClusterRole name.

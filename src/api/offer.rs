@@ -69,7 +69,7 @@ pub enum Visibility {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("oldSelf.visibility != 'Public' || self.visibility == 'Public'").message("a Public plan can never become Private: publish a new Private plan instead"))]
-#[x_kube(validation = Rule::new(concat!("self.authorizations == oldSelf.authorizations || ", version_gt!("self.version", "oldSelf.version"))).message("spec.plans[].authorizations can only change together with a higher spec.plans[].version"))]
+#[x_kube(validation = Rule::new(concat!("(self.authorizations == oldSelf.authorizations && has(self.eligibleAuthorizations) == has(oldSelf.eligibleAuthorizations) && (!has(self.eligibleAuthorizations) || self.eligibleAuthorizations == oldSelf.eligibleAuthorizations)) || ", version_gt!("self.version", "oldSelf.version"))).message("spec.plans[].authorizations and spec.plans[].eligibleAuthorizations can only change together with a higher spec.plans[].version"))]
 #[x_kube(validation = Rule::new(concat!("self.version == oldSelf.version || ", version_gt!("self.version", "oldSelf.version"))).message("spec.plans[].version must not decrease"))]
 #[x_kube(validation = Rule::new("self.visibility == 'Public' ? !has(self.audience) : (has(self.audience) && size(self.audience) > 0)").message("a Private plan needs spec.plans[].audience (customer tenant ids); a Public plan must not have one"))]
 pub struct Plan {
@@ -101,9 +101,92 @@ pub struct Plan {
     #[schemars(length(max = 10000))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub audience: Option<Vec<TenantId>>,
-    /// Who gets which role in the customer's namespaces (1 to 20).
+    /// Who gets which role in the customer's namespaces (1 to 20). A plan
+    /// with eligible authorizations has at least one permanent one too, as
+    /// in Azure Lighthouse: the provider needs to see (a reader) what it may
+    /// activate access to.
     #[schemars(length(min = 1, max = 20))]
     pub authorizations: Vec<Authorization>,
+    /// Just-in-time access (0 to 20): who may activate which role in the
+    /// customer's namespaces, for how long at most, and who must approve.
+    /// Nothing is granted until an eligible user creates an `Activation`;
+    /// it ends by itself at its expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    pub eligible_authorizations: Option<Vec<EligibleAuthorization>>,
+}
+
+/// A principal that can activate a role for a limited time (Azure
+/// Lighthouse's eligible authorization).
+#[derive(
+    KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EligibleAuthorization {
+    /// The provider's user or group that may activate (never a
+    /// ServiceAccount: just-in-time access is for people).
+    pub principal: Person,
+    /// The principal's name as customers see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub principal_display_name: Option<String>,
+    /// The ClusterRole an activation grants; delegable like a permanent
+    /// grant's, never `msp-operator:delegation-deleter`.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.:]{0,251}[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    #[x_kube(validation = Rule::new("self != 'msp-operator:delegation-deleter'").message("eligibleAuthorizations[].roleRef cannot be msp-operator:delegation-deleter: the right to remove a delegation is a permanent authorization"))]
+    pub role_ref: String,
+    /// The longest an activation may last: a duration such as `30m`, `1h`
+    /// or `4h30m`, between 30 minutes and 8 hours.
+    #[schemars(
+        regex(pattern = r"^([0-9]{1,2}h)?([0-9]{1,3}m)?$"),
+        length(min = 2, max = 8)
+    )]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('30m') && duration(self) <= duration('8h')").message("eligibleAuthorizations[].maxDuration must be between 30m and 8h"))]
+    pub max_duration: String,
+    /// Provider users or groups of which one must approve an activation
+    /// before anything is granted (0 to 10). The requester never approves
+    /// their own activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 10))]
+    pub approvers: Option<Vec<Person>>,
+    /// An activation must give a justification.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_justification: bool,
+}
+
+impl EligibleAuthorization {
+    /// The approvers (empty: none needed).
+    pub fn approvers(&self) -> &[Person] {
+        self.approvers.as_deref().unwrap_or_default()
+    }
+}
+
+/// Kinds of a person principal.
+#[derive(
+    JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+pub enum PersonKind {
+    /// A user as the API server authenticates it.
+    User,
+    /// A group as the API server authenticates it.
+    Group,
+}
+
+/// A user or a group (no ServiceAccount, no `system:` identity).
+#[derive(
+    KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.name.startsWith('system:')").message("name must not start with \"system:\": system identities stand for everyone or for someone else's accounts"))]
+pub struct Person {
+    /// `User` or `Group`.
+    pub kind: PersonKind,
+    /// User or group name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// A tenant id (a label value).

@@ -10,7 +10,11 @@
 //! RoleBinding to it — never a ClusterRole, which would reach other
 //! providers' delegations.
 
-use crate::api::{DELEGATION_DELETER_ROLE, Delegation, PrincipalKind};
+use crate::activation::ActiveGrant;
+use crate::api::{
+    ACTIVATION_APPROVER_ROLE, ACTIVATION_REQUESTER_ROLE, DELEGATION_DELETER_ROLE, Delegation,
+    Person, PersonKind, PrincipalKind,
+};
 use crate::delegation::validate::{Decision, NamespaceState};
 use crate::domain::RBAC_GROUP;
 use crate::domain::consent::AcceptedPlan;
@@ -62,7 +66,13 @@ pub fn for_decision(delegation: &Delegation, decision: &Decision) -> Desired {
                 .filter(|(_, s)| *s == NamespaceState::Grantable)
                 .map(|(n, _)| n.clone())
                 .collect();
-            build(delegation, &accepted.plan, &grantable)
+            let mut desired = build(delegation, &accepted.plan, &grantable);
+            desired.role_bindings.extend(activation_bindings(
+                delegation,
+                &accepted.plan,
+                &accepted.activations,
+            ));
+            desired
         }
         Err(_) => Desired::default(),
     }
@@ -97,11 +107,46 @@ pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]
             .or_default()
             .insert(subject_key(&subject), subject);
     }
+    // Just-in-time access: eligible principals may request, approvers may
+    // decide, in the Delegation's own namespace (where Activations live).
+    if !plan.eligible_authorizations.is_empty() {
+        let people = |list: &mut dyn Iterator<Item = &Person>| {
+            list.map(|p| {
+                let kind = match p.kind {
+                    PersonKind::User => PrincipalKind::User,
+                    PersonKind::Group => PrincipalKind::Group,
+                };
+                let subject = subject(kind, &p.name, None, &plan.offer_namespace);
+                (subject_key(&subject), subject)
+            })
+            .collect::<BTreeMap<_, _>>()
+        };
+        let requesters = people(&mut plan.eligible_authorizations.iter().map(|e| &e.principal));
+        let customer_approvers = delegation
+            .spec
+            .activation_terms
+            .iter()
+            .flat_map(|t| t.approvers.iter().flatten());
+        let approvers = people(
+            &mut plan
+                .eligible_authorizations
+                .iter()
+                .flat_map(|e| e.approvers())
+                .chain(customer_approvers),
+        );
+        by_role.insert(("Access", ACTIVATION_REQUESTER_ROLE.into()), requesters);
+        if !approvers.is_empty() {
+            by_role.insert(("Access", ACTIVATION_APPROVER_ROLE.into()), approvers);
+        }
+    }
     let mut desired = Desired::default();
     for ((role_kind, role_name), subjects) in by_role {
+        let access = role_kind == "Access";
+        let role_kind = if access { "ClusterRole" } else { role_kind };
         let deleter = role_kind == "Role";
-        // The removal right exists only where the Delegation lives.
-        let targets = if deleter {
+        // The removal right and the activation rights exist only where the
+        // Delegation lives.
+        let targets = if deleter || access {
             std::slice::from_ref(&own_namespace)
         } else {
             namespaces
@@ -135,6 +180,47 @@ pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]
         }
     }
     desired
+}
+
+/// The RoleBindings of the activations in force: in each of their
+/// namespaces, the eligible role to the requesting user alone (never the
+/// group the user is eligible through), named after the activation.
+pub fn activation_bindings(
+    delegation: &Delegation,
+    plan: &AcceptedPlan,
+    grants: &[ActiveGrant],
+) -> Vec<RoleBinding> {
+    let own_namespace = delegation.namespace().unwrap_or_default();
+    let delegation_name = delegation.name_any();
+    let mut bindings = Vec::new();
+    for grant in grants {
+        let mut labels = names::managed_labels(delegation, plan);
+        labels.insert(names::ACTIVATION_LABEL.into(), grant.activation.clone());
+        let name = names::role_binding_name(
+            &own_namespace,
+            &delegation_name,
+            "Activation",
+            &grant.activation,
+        );
+        let user = subject(PrincipalKind::User, &grant.user, None, "");
+        for namespace in &grant.namespaces {
+            bindings.push(RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(namespace.clone()),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                },
+                role_ref: RoleRef {
+                    api_group: RBAC_GROUP.into(),
+                    kind: "ClusterRole".into(),
+                    name: grant.role.clone(),
+                },
+                subjects: Some(vec![user.clone()]),
+            });
+        }
+    }
+    bindings
 }
 
 /// The Role granting `get` and `delete` on this one Delegation by name.

@@ -4,7 +4,9 @@
 //! (see [`crate::domain::escalation`]), then record the consent. A consent
 //! that exceeds its consenter grants nothing.
 
-use crate::api::{DELEGATION_DELETER_ROLE, Delegation, GROUP};
+use crate::api::{
+    ACTIVATION_APPROVER_ROLE, ACTIVATION_REQUESTER_ROLE, DELEGATION_DELETER_ROLE, Delegation, GROUP,
+};
 use crate::delegation::snapshot;
 use crate::delegation::validate::{Decision, Refused};
 use crate::domain::conditions::Reason;
@@ -29,7 +31,21 @@ pub async fn record(
 ) -> Result<(), Error> {
     let (authorizations, namespaces) = match &decision.outcome {
         Ok(accepted) if accepted.new_snapshot => (
-            accepted.plan.authorizations.clone(),
+            // Eligible roles are consented to now too: an activation later
+            // grants them without asking the customer again.
+            accepted
+                .plan
+                .authorizations
+                .iter()
+                .map(|a| a.role_ref.clone())
+                .chain(
+                    accepted
+                        .plan
+                        .eligible_authorizations
+                        .iter()
+                        .map(|e| e.role_ref.clone()),
+                )
+                .collect::<BTreeSet<String>>(),
             accepted
                 .namespaces
                 .iter()
@@ -48,11 +64,16 @@ pub async fn record(
         });
         return Ok(());
     };
+    let eligible = decision
+        .outcome
+        .as_ref()
+        .is_ok_and(|a| !a.plan.eligible_authorizations.is_empty());
     if let Some(denied) = exceeds(
         writer,
         delegation,
         &consenter,
         &authorizations,
+        eligible,
         &namespaces,
         roles,
     )
@@ -83,21 +104,26 @@ pub async fn record(
     }
 }
 
-/// Why `consenter` could not have granted `authorizations` in `namespaces`
+/// Why `consenter` could not have granted `role_names` in `namespaces`
 /// itself, or None when it could: for each role and namespace, Kubernetes
 /// allows a binding to a user who may `bind` the role there or who holds
 /// every permission it grants there. The deleter right needs `get` and
-/// `delete` on this Delegation.
+/// `delete` on this Delegation; with eligible roles, the rights to request
+/// and approve Activations are granted in the Delegation's own namespace.
 async fn exceeds(
     writer: &Writer,
     delegation: &Delegation,
     consenter: &Consenter,
-    authorizations: &[crate::api::Authorization],
+    role_names: &BTreeSet<String>,
+    eligible: bool,
     namespaces: &[String],
     roles: &RoleCatalog<'_>,
 ) -> Result<Option<String>, Error> {
-    let role_names: BTreeSet<&str> = authorizations.iter().map(|a| a.role_ref.as_str()).collect();
-    for role in role_names {
+    let own = [delegation.namespace().unwrap_or_default()];
+    let rights = [ACTIVATION_REQUESTER_ROLE, ACTIVATION_APPROVER_ROLE];
+    let rights = rights.iter().filter(|_| eligible).map(|r| (*r, &own[..]));
+    let plan_roles = role_names.iter().map(|r| (r.as_str(), namespaces));
+    for (role, namespaces) in plan_roles.chain(rights) {
         if role == DELEGATION_DELETER_ROLE {
             let own = delegation.namespace().unwrap_or_default();
             for verb in ["get", "delete"] {

@@ -103,7 +103,14 @@ async fn grant(delegation: &Delegation, ctx: &Context) -> Result<Action, Error> 
             .collect();
         return Err(Error::Grants(detail.join("; ")));
     }
-    Ok(Action::requeue(ctx.settings.resync))
+    // An activation's grant ends at its expiry: come back then, not later.
+    let next_expiry = match &decision.outcome {
+        Ok(accepted) => crate::activation::next_expiry(&accepted.activations, resolved.now),
+        Err(_) => None,
+    };
+    Ok(Action::requeue(
+        next_expiry.map_or(ctx.settings.resync, |d| d.min(ctx.settings.resync)),
+    ))
 }
 
 /// The time conditions are stamped with.

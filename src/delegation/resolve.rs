@@ -2,7 +2,7 @@
 //! the watch caches only (no request to the API server), into plain data
 //! that the pure steps after it take.
 
-use crate::api::{Delegation, ManagedServiceOffer};
+use crate::api::{Activation, Delegation, ManagedServiceOffer};
 use crate::delegation::snapshot;
 use crate::domain::consent::AcceptedPlan;
 use crate::domain::tenancy::NamespaceInfo;
@@ -30,6 +30,10 @@ pub struct Resolved {
     /// The Delegation's own namespace, those it delegates and the offer's,
     /// with their tenancy (absent: no such namespace).
     pub namespaces: BTreeMap<String, NamespaceInfo>,
+    /// The Activations naming the Delegation.
+    pub activations: Vec<Arc<Activation>>,
+    /// The time of this reading: activations are granted until their expiry.
+    pub now: k8s_openapi::jiff::Timestamp,
 }
 
 /// Reads what `delegation` depends on from `caches`.
@@ -44,7 +48,7 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
     let namespaces = delegation
         .target_namespaces()
         .into_iter()
-        .chain([namespace, offer_ref.namespace.clone()])
+        .chain([namespace.clone(), offer_ref.namespace.clone()])
         .filter_map(|n| caches.namespace_info(&n).map(|info| (n, info)))
         .collect();
     Resolved {
@@ -53,6 +57,8 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
         snapshot: found.current.map(|(_, plan)| plan),
         carried: found.carried,
         cluster_roles: caches.cluster_roles.state(),
+        activations: caches.activations_of(&namespace, &delegation.name_any()),
         namespaces,
+        now: k8s_openapi::jiff::Timestamp::now(),
     }
 }

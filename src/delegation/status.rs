@@ -321,10 +321,7 @@ pub async fn write(
 /// `next` as a JSON merge patch over `previous`: fields `next` leaves out
 /// (a refusal has no `appliedVersion`) are set to null, so the stored status
 /// never keeps a stale value (merge patches keep what they do not name).
-pub fn merge_patch(
-    previous: Option<&DelegationStatus>,
-    next: &DelegationStatus,
-) -> serde_json::Value {
+pub fn merge_patch<S: serde::Serialize>(previous: Option<&S>, next: &S) -> serde_json::Value {
     let mut patch = serde_json::to_value(next).unwrap_or_default();
     if let (Some(previous), Some(fields)) = (
         previous.and_then(|p| serde_json::to_value(p).ok()),
@@ -391,6 +388,7 @@ mod tests {
                     .iter()
                     .map(|(n, s)| (n.to_string(), s.clone()))
                     .collect(),
+                activations: Vec::new(),
             }),
         }
     }

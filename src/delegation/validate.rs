@@ -45,6 +45,8 @@ pub struct Accepted {
     pub new_snapshot: bool,
     /// Every delegated namespace with its state, sorted by name.
     pub namespaces: Vec<(String, NamespaceState)>,
+    /// The just-in-time grants of its Activations in force now.
+    pub activations: Vec<crate::activation::ActiveGrant>,
 }
 
 /// The outcome for one delegation.
@@ -91,7 +93,7 @@ pub fn decide_resolved(
     resolved: &Resolved,
     catalog: &RoleCatalog<'_>,
 ) -> Decision {
-    decide(&Inputs {
+    let mut decision = decide(&Inputs {
         delegation,
         offer: resolved.offer.as_deref(),
         snapshot: resolved.snapshot.clone(),
@@ -99,7 +101,17 @@ pub fn decide_resolved(
         namespace: &|n| resolved.namespaces.get(n).cloned(),
         role: &|r| catalog.check(r),
         workload: &|r| catalog.workload_power(r),
-    })
+    });
+    let grants = crate::activation::active_grants(
+        delegation,
+        &decision,
+        &resolved.activations,
+        resolved.now,
+    );
+    if let Ok(accepted) = &mut decision.outcome {
+        accepted.activations = grants;
+    }
+    decision
 }
 
 fn refused<T>(reason: Reason, message: String) -> Result<T, Refused> {
@@ -240,6 +252,7 @@ fn accept(
         plan,
         new_snapshot,
         namespaces,
+        activations: Vec::new(),
     })
 }
 
@@ -357,30 +370,63 @@ fn namespace_states(cx: &Facts<'_>) -> Result<Vec<(String, NamespaceState)>, Ref
     Ok(namespaces)
 }
 
+/// Every grant the plan can make, permanent and eligible, with the field
+/// that names it (`authorizations[0]`, `eligibleAuthorizations[1]`): an
+/// eligible role must be as delegable, and as knowingly accepted, as a
+/// permanent one.
+fn every_grant(plan: &AcceptedPlan) -> Vec<(String, Authorization)> {
+    let permanent = plan
+        .authorizations
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("authorizations[{i}]"), a.clone()));
+    let eligible = plan
+        .eligible_authorizations
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            (
+                format!("eligibleAuthorizations[{i}]"),
+                Authorization {
+                    principal: crate::api::Principal {
+                        kind: match e.principal.kind {
+                            crate::api::PersonKind::User => crate::api::PrincipalKind::User,
+                            crate::api::PersonKind::Group => crate::api::PrincipalKind::Group,
+                        },
+                        name: e.principal.name.clone(),
+                        namespace: None,
+                    },
+                    principal_display_name: None,
+                    role_ref: e.role_ref.clone(),
+                },
+            )
+        });
+    permanent.chain(eligible).collect()
+}
+
 /// Every principal may be granted and every role is delegable.
 fn authorizations_allowed(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<(), Refused> {
     let mut problems = Vec::new();
-    for (index, grant) in plan.authorizations.iter().enumerate() {
+    for (field, grant) in &every_grant(plan) {
         for problem in authorization::problems(grant, &plan.offer_namespace, inputs.role) {
             match problem {
                 Problem::ForeignNamespace { .. } => {
                     return refused(
                         Reason::InvalidPrincipal,
                         format!(
-                            "authorizations[{index}]: ServiceAccount {:?} must live in the offer's namespace {:?}; the provider must fix the offer",
+                            "{field}: ServiceAccount {:?} must live in the offer's namespace {:?}; the provider must fix the offer",
                             grant.principal.name, plan.offer_namespace
                         ),
                     );
                 }
-                Problem::Role(refusal) => problems.push(format!(
-                    "authorizations[{index}] role {:?}: {refusal}",
-                    grant.role_ref
-                )),
+                Problem::Role(refusal) => {
+                    problems.push(format!("{field} role {:?}: {refusal}", grant.role_ref))
+                }
                 principal => {
                     return refused(
                         Reason::InvalidPrincipal,
                         format!(
-                            "authorizations[{index}]: {:?} {:?}: {principal}; the provider must fix the offer",
+                            "{field}: {:?} {:?}: {principal}; the provider must fix the offer",
                             grant.principal.kind, grant.principal.name
                         ),
                     );
@@ -405,7 +451,8 @@ fn workloads_acknowledged(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<()
     let delegation = inputs.delegation;
     let mut roles: Vec<&str> = Vec::new();
     let mut lines = Vec::new();
-    for (index, grant) in plan.authorizations.iter().enumerate() {
+    let grants = every_grant(plan);
+    for (field, grant) in &grants {
         let role = grant.role_ref.as_str();
         if role == crate::api::DELEGATION_DELETER_ROLE
             || delegation.acknowledges_workload_role(role)
@@ -417,7 +464,7 @@ fn workloads_acknowledged(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<()
             continue;
         }
         lines.push(format!(
-            "authorizations[{index}] role {role:?} can run workloads ({})",
+            "{field} role {role:?} can run workloads ({})",
             power.join("; ")
         ));
         roles.push(role);

@@ -81,6 +81,33 @@ pub enum Reason {
     Published,
     /// Offer: a plan has an authorization that cannot be granted.
     InvalidAuthorization,
+    /// Activation: waiting for an approver (of the provider, the customer,
+    /// or both); nothing is granted.
+    AwaitingApproval,
+    /// Activation: every approval given; the role is granted until
+    /// `expiresAt`.
+    Activated,
+    /// Activation: `expiresAt` passed; the grant is gone.
+    Expired,
+    /// Activation: an approver denied it (final).
+    DeniedByApprover,
+    /// Activation: the accepted plan version has no eligible authorization
+    /// for `spec.principal` and `spec.roleRef`.
+    NotEligible,
+    /// Activation: `spec.duration` exceeds the eligible authorization's or
+    /// the customer's `maxDuration`.
+    DurationTooLong,
+    /// Activation: the eligible authorization requires `spec.justification`.
+    JustificationRequired,
+    /// Activation: no authenticated requester is recorded, or it is not the
+    /// eligible user named.
+    RequesterUnknown,
+    /// Activation: the Delegation does not exist, is being deleted, or its
+    /// consent is refused; nothing of it can be granted.
+    DelegationNotAccepted,
+    /// Activation: the Delegation now accepts another plan version (or
+    /// other terms); approvals and grants do not carry over.
+    ConsentChanged,
 }
 
 impl Reason {
@@ -110,6 +137,16 @@ impl Reason {
             Reason::OfferDeleted => "OfferDeleted",
             Reason::Published => "Published",
             Reason::InvalidAuthorization => "InvalidAuthorization",
+            Reason::AwaitingApproval => "AwaitingApproval",
+            Reason::Activated => "Activated",
+            Reason::Expired => "Expired",
+            Reason::DeniedByApprover => "DeniedByApprover",
+            Reason::NotEligible => "NotEligible",
+            Reason::DurationTooLong => "DurationTooLong",
+            Reason::JustificationRequired => "JustificationRequired",
+            Reason::RequesterUnknown => "RequesterUnknown",
+            Reason::DelegationNotAccepted => "DelegationNotAccepted",
+            Reason::ConsentChanged => "ConsentChanged",
         }
     }
 }

@@ -8,7 +8,7 @@
 //! Delegation: a record is made only after the operator verified that this
 //! consenter could have granted the same themselves.
 
-use crate::api::{Authorization, Delegation, ManagedServiceOffer, Plan};
+use crate::api::{Authorization, Delegation, EligibleAuthorization, ManagedServiceOffer, Plan};
 use crate::domain::names;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
@@ -67,15 +67,25 @@ pub struct Stamp {
 /// sha256 of a plan version's content: its name, version and authorizations
 /// (`sha256:` and 64 hex digits). Two plans with the same digest grant the
 /// same; a provider cannot change what a digest stands for.
-pub fn content_digest(plan: &str, version: &str, authorizations: &[Authorization]) -> String {
+/// Eligible authorizations are part of the content when a plan has any (a
+/// plan without them keeps the digest it had before they existed).
+pub fn content_digest(
+    plan: &str,
+    version: &str,
+    authorizations: &[Authorization],
+    eligible: &[EligibleAuthorization],
+) -> String {
     let mut hasher = Sha256::new();
     // serde_json of these types is deterministic: fields in declaration
     // order, no maps.
-    let content = serde_json::json!({
+    let mut content = serde_json::json!({
         "plan": plan,
         "version": version,
         "authorizations": authorizations,
     });
+    if !eligible.is_empty() {
+        content["eligibleAuthorizations"] = serde_json::json!(eligible);
+    }
     hasher.update(content.to_string().as_bytes());
     let digest = hasher.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -98,6 +108,9 @@ pub struct AcceptedPlan {
     pub version: String,
     /// The plan's authorizations at that version.
     pub authorizations: Vec<Authorization>,
+    /// The plan's eligible (just-in-time) authorizations at that version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eligible_authorizations: Vec<EligibleAuthorization>,
     /// The uid of the offer accepted (absent in records of 0.1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offer_uid: Option<String>,
@@ -120,11 +133,13 @@ impl AcceptedPlan {
             plan: plan.name.clone(),
             version: plan.version.clone(),
             authorizations: plan.authorizations.clone(),
+            eligible_authorizations: plan.eligible_authorizations.clone().unwrap_or_default(),
             offer_uid: offer.uid(),
             digest: Some(content_digest(
                 &plan.name,
                 &plan.version,
                 &plan.authorizations,
+                plan.eligible_authorizations.as_deref().unwrap_or_default(),
             )),
             stamp: None,
         }
@@ -132,7 +147,12 @@ impl AcceptedPlan {
 
     /// The digest of this record's content (computed for records of 0.1.0).
     pub fn content_digest(&self) -> String {
-        content_digest(&self.plan, &self.version, &self.authorizations)
+        content_digest(
+            &self.plan,
+            &self.version,
+            &self.authorizations,
+            &self.eligible_authorizations,
+        )
     }
 
     /// True when the recorded digest matches the recorded content (records
@@ -183,11 +203,11 @@ mod tests {
     fn the_digest_binds_the_content() {
         let a = vec![auth(PrincipalKind::User, "alice", "reader")];
         let b = vec![auth(PrincipalKind::User, "mallory", "reader")];
-        let d = content_digest("p", "1.0.0", &a);
+        let d = content_digest("p", "1.0.0", &a, &[]);
         assert!(d.starts_with("sha256:") && d.len() == 71, "{d}");
-        assert_eq!(d, content_digest("p", "1.0.0", &a));
-        assert_ne!(d, content_digest("p", "1.0.0", &b));
-        assert_ne!(d, content_digest("p", "1.0.1", &a));
+        assert_eq!(d, content_digest("p", "1.0.0", &a, &[]));
+        assert_ne!(d, content_digest("p", "1.0.0", &b, &[]));
+        assert_ne!(d, content_digest("p", "1.0.1", &a, &[]));
         let mut record = fixtures::accepted(("o", "o"), "t", "p", "1.0.0", a);
         assert!(record.intact(), "records of 0.1.0 have no digest");
         record.digest = Some(d.clone());

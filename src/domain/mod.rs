@@ -8,6 +8,7 @@ pub mod authorization;
 pub mod conditions;
 pub mod consent;
 pub mod delegability;
+pub mod duration;
 pub mod escalation;
 pub mod names;
 pub mod tenancy;

@@ -26,6 +26,8 @@ pub const OFFER_NAMESPACE_LABEL: &str = "msp-operator.io/offer-namespace";
 pub const OFFER_LABEL: &str = "msp-operator.io/offer";
 /// The plan (on delegations and managed objects).
 pub const PLAN_LABEL: &str = "msp-operator.io/plan";
+/// The Activation a just-in-time RoleBinding grants for.
+pub const ACTIVATION_LABEL: &str = "msp-operator.io/activation";
 /// The plan version a snapshot holds.
 pub const VERSION_LABEL: &str = "msp-operator.io/plan-version";
 /// The user who consented, on a Delegation (set by the admission policies

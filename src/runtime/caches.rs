@@ -3,7 +3,7 @@
 //! controllers' triggers; reconciles read only from here (no LIST per
 //! reconcile), so a quiet cluster costs the API server nothing.
 
-use crate::api::{Delegation, ManagedServiceOffer};
+use crate::api::{Activation, Delegation, ManagedServiceOffer};
 use crate::delegation::snapshot;
 use crate::domain::names;
 use crate::domain::tenancy::{self, NamespaceInfo};
@@ -42,6 +42,10 @@ pub struct Caches {
     pub roles: Store<Role>,
     /// Snapshots of accepted plan versions.
     pub revisions: Store<ControllerRevision>,
+    /// Activations (just-in-time access requests).
+    pub activations: Store<Activation>,
+    /// Activations by delegation (`namespace/name`).
+    pub activations_by_delegation: Arc<Index<Activation>>,
     /// Delegations by offer (`namespace/name`).
     pub delegations_by_offer: Arc<Index<Delegation>>,
     /// Delegations by namespace they live in or delegate.
@@ -75,6 +79,8 @@ pub struct Streams {
     pub roles: Events<Role>,
     /// Snapshots.
     pub revisions: Events<ControllerRevision>,
+    /// Activations.
+    pub activations: Events<Activation>,
 }
 
 impl Caches {
@@ -131,6 +137,14 @@ impl Caches {
             scope.clone(),
             keep_all,
         );
+        let activations_by_delegation = Arc::new(Index::new(keys::activation_keys));
+        let (activations, activation_events) = reflect(
+            Api::all(client.clone()),
+            all(),
+            vec![activations_by_delegation.clone()],
+            scope.clone(),
+            keep_all,
+        );
         let (offers, offer_events) =
             reflect(Api::all(client.clone()), all(), Vec::new(), scope, keep_all);
         let caches = Self {
@@ -141,6 +155,8 @@ impl Caches {
             role_bindings,
             roles,
             revisions,
+            activations,
+            activations_by_delegation,
             delegations_by_offer,
             delegations_by_namespace,
             role_bindings_by_delegation,
@@ -156,6 +172,7 @@ impl Caches {
             role_bindings: Box::pin(role_binding_events),
             roles: Box::pin(role_events),
             revisions: Box::pin(revision_events),
+            activations: Box::pin(activation_events),
         };
         (caches, streams)
     }
@@ -187,6 +204,7 @@ impl Caches {
         settle!(self.role_bindings);
         settle!(self.roles);
         settle!(self.revisions);
+        settle!(self.activations);
         self.synced.store(true, Ordering::Release);
     }
 
@@ -224,6 +242,15 @@ impl Caches {
         indexed(
             &self.roles_by_delegation,
             &self.roles,
+            &keys::namespaced(namespace, name),
+        )
+    }
+
+    /// The Activations naming delegation `namespace/name`.
+    pub fn activations_of(&self, namespace: &str, name: &str) -> Vec<Arc<Activation>> {
+        indexed(
+            &self.activations_by_delegation,
+            &self.activations,
             &keys::namespaced(namespace, name),
         )
     }

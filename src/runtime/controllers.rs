@@ -3,7 +3,7 @@
 //! triggers from the same watches of delegations and offers instead of
 //! opening watches of its own (as in kube's `shared_stream_controllers`).
 
-use crate::api::{Delegation, ManagedServiceOffer};
+use crate::api::{Activation, Delegation, ManagedServiceOffer};
 use crate::domain::conditions::delegation_ready;
 use crate::runtime::caches::Caches;
 use crate::runtime::context::{Context, Settings};
@@ -11,7 +11,7 @@ use crate::runtime::errors::{Failures, error_policy};
 use crate::runtime::gauges;
 use crate::runtime::keys;
 use crate::runtime::writer::Writer;
-use crate::{delegation, offer};
+use crate::{activation, delegation, offer};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Namespace;
@@ -47,12 +47,29 @@ pub async fn run(
     // The offer controller learns of delegation changes from the one watch
     // of delegations, and the delegation controller of offer changes from
     // the one watch of offers.
+    // Likewise the Activation controller learns of its Delegations' changes
+    // (deleted, another version accepted) from that watch, and the
+    // Delegation controller of activations (whose grants it builds) from
+    // the one watch of activations.
     let (offer_trigger, offer_triggers) = futures::channel::mpsc::unbounded();
+    let (activation_trigger, activation_triggers) = futures::channel::mpsc::unbounded();
+    let activations_by_delegation = caches.activations_by_delegation.clone();
     let delegation_events = streams.delegations.inspect_ok(move |d: &Delegation| {
         let offer = &d.spec.offer_ref;
         let _ = offer_trigger.unbounded_send(ObjectRef::new(&offer.name).within(&offer.namespace));
+        let key = keys::namespaced(&d.namespace().unwrap_or_default(), &d.name_any());
+        for activation in activations_by_delegation.get(&key) {
+            let _ = activation_trigger.unbounded_send(activation);
+        }
     });
     let (delegation_trigger, delegation_triggers) = futures::channel::mpsc::unbounded();
+    let activation_delegation_trigger = delegation_trigger.clone();
+    let activation_events = streams.activations.inspect_ok(move |a: &Activation| {
+        let namespace = a.namespace().unwrap_or_default();
+        let _ = activation_delegation_trigger
+            .unbounded_send(ObjectRef::new(&a.spec.delegation).within(&namespace));
+    });
+    let activation_store = caches.activations.clone();
     let by_offer = caches.delegations_by_offer.clone();
     let offer_events = streams.offers.inspect_ok(move |o: &ManagedServiceOffer| {
         let key = keys::namespaced(&o.namespace().unwrap_or_default(), &o.name_any());
@@ -130,7 +147,7 @@ pub async fn run(
     // while converging; batching the triggers for a second turns hundreds of
     // status writes into a few (and `OFFER_COUNTS_INTERVAL` bounds the rest).
     let offers = Controller::for_stream(offer_events, offer_store)
-        .with_config(config.debounce(Duration::from_secs(1)))
+        .with_config(config.clone().debounce(Duration::from_secs(1)))
         .reconcile_on(offer_triggers)
         .trigger_backoff(NoTriggerBackoff)
         .graceful_shutdown_on(shutdown.clone())
@@ -138,6 +155,19 @@ pub async fn run(
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "offer reconcile error");
+            }
+        });
+    // Activations: status, Events and expiry; their grants are the
+    // Delegation controller's.
+    let activations = Controller::for_stream(activation_events, activation_store)
+        .with_config(config.clone())
+        .reconcile_on(activation_triggers)
+        .trigger_backoff(NoTriggerBackoff)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(activation::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "activation reconcile error");
             }
         });
     // Revocation first: one pass over the caches before any reconcile
@@ -160,6 +190,7 @@ pub async fn run(
         first,
         delegations,
         offers,
+        activations,
         gauges::update(ctx.clone(), shutdown.clone()),
         delegation::cleanup::sweep(ctx, shutdown)
     );

@@ -3,7 +3,7 @@
 //! index's own), `Kind/namespace/name` where objects of both kinds share a
 //! map (retry counts, the own-writes tracker).
 
-use crate::api::Delegation;
+use crate::api::{Activation, Delegation};
 use crate::domain::names;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
@@ -49,6 +49,14 @@ pub fn owner_keys<K: Resource>(object: &K) -> Vec<String> {
 pub fn offer_keys(delegation: &Delegation) -> Vec<String> {
     let offer = &delegation.spec.offer_ref;
     vec![namespaced(&offer.namespace, &offer.name)]
+}
+
+/// Index key of an activation: its delegation's `namespace/name`.
+pub fn activation_keys(activation: &Activation) -> Vec<String> {
+    vec![namespaced(
+        activation.metadata.namespace.as_deref().unwrap_or_default(),
+        &activation.spec.delegation,
+    )]
 }
 
 /// Index keys of a delegation by namespace: those it delegates and its own.

@@ -136,9 +136,18 @@ impl TestEnv {
     }
 
     /// A client acting as `user` in `groups`: a client certificate signed by the
-    /// cluster's client CA (local), or impersonation (existing cluster).
+    /// cluster's client CA (local), or impersonation (existing cluster, and
+    /// a user in more than one group: rcgen keeps one value per subject
+    /// attribute, so a certificate carries one group at most).
     pub async fn user_client(&self, user: &str, groups: &[&str]) -> Client {
         let config = match &self.backend {
+            Backend::Local(_) if groups.len() > 1 => {
+                let mut config = self.admin_config().await;
+                config.auth_info.impersonate = Some(user.to_string());
+                config.auth_info.impersonate_groups =
+                    Some(groups.iter().map(|g| g.to_string()).collect());
+                config
+            }
             Backend::Local(plane) => {
                 let cert = plane
                     .pki()

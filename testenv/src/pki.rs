@@ -110,7 +110,14 @@ impl Pki {
 
     /// A client certificate for `user` in `groups`, as the API server reads
     /// them: the common name is the user name, each organization a group.
-    pub fn client_cert(&self, user: &str, groups: &[&str]) -> Result<CertAndKey, rcgen::Error> {
+    /// rcgen keeps one value per attribute type (the last pushed), so more
+    /// than one group is refused rather than silently dropped.
+    pub fn client_cert(&self, user: &str, groups: &[&str]) -> anyhow::Result<CertAndKey> {
+        if groups.len() > 1 {
+            anyhow::bail!(
+                "a client certificate carries one group at most here (rcgen keeps one organization); {user} was asked for {groups:?}: authenticate by impersonation instead (TestEnv::user_client does)"
+            );
+        }
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, user);
@@ -140,10 +147,10 @@ mod tests {
     #[test]
     fn client_certificates_carry_user_and_groups() {
         let pki = Pki::generate().expect("pki");
-        let user = pki
-            .client_cert("alice", &["team-a", "team-b"])
-            .expect("cert");
+        let user = pki.client_cert("alice", &["team-a"]).expect("cert");
         assert!(user.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        let two = pki.client_cert("alice", &["team-a", "team-b"]);
+        assert!(two.is_err(), "a second group would be dropped silently");
         assert!(user.key_pem.contains("PRIVATE KEY"));
         assert_ne!(pki.server_ca_pem(), pki.client_ca_pem());
     }

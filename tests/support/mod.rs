@@ -54,8 +54,10 @@ pub fn install() -> &'static TestEnv {
                 for file in [
                     "crds/managedserviceoffers.yaml",
                     "crds/delegations.yaml",
+                    "crds/activations.yaml",
                     "deploy/operator-clusterrole.yaml",
                     "deploy/delegable-roles.yaml",
+                    "deploy/activation-roles.yaml",
                     "deploy/admission-policies.yaml",
                     "deploy/consent-recorder.yaml",
                 ] {

@@ -117,6 +117,7 @@ async fn run(operator: PathBuf) -> anyhow::Result<()> {
     eprintln!("msp-dev: installed the CRDs from crds/");
     for file in [
         "deploy/delegable-roles.yaml",
+        "deploy/activation-roles.yaml",
         "deploy/admission-policies.yaml",
         "deploy/consent-recorder.yaml",
     ] {
