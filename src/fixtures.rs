@@ -190,3 +190,55 @@ pub fn accepted(
         stamp: None,
     }
 }
+
+/// A user or group principal.
+pub fn person(kind: crate::api::PersonKind, name: &str) -> crate::api::Person {
+    crate::api::Person {
+        kind,
+        name: name.into(),
+    }
+}
+
+/// An eligible authorization: `principal` may activate `role` for up to
+/// `max_duration`, approved by one of `approvers` (none: no approval).
+pub fn eligible(
+    principal: crate::api::Person,
+    role: &str,
+    max_duration: &str,
+    approvers: Vec<crate::api::Person>,
+) -> crate::api::EligibleAuthorization {
+    crate::api::EligibleAuthorization {
+        principal,
+        principal_display_name: None,
+        role_ref: role.into(),
+        max_duration: max_duration.into(),
+        approvers: (!approvers.is_empty()).then_some(approvers),
+        require_justification: false,
+    }
+}
+
+/// An Activation in `namespace` of `role` under Delegation `delegation`, as
+/// `principal`, for `duration`.
+pub fn activation(
+    namespace: &str,
+    name: &str,
+    delegation: &str,
+    principal: crate::api::Person,
+    role: &str,
+    duration: &str,
+) -> crate::api::Activation {
+    let mut activation = crate::api::Activation::new(
+        name,
+        crate::api::ActivationSpec {
+            delegation: delegation.into(),
+            principal,
+            role_ref: role.into(),
+            duration: duration.into(),
+            justification: None,
+            requester: None,
+            approvals: None,
+        },
+    );
+    activation.metadata.namespace = Some(namespace.into());
+    activation
+}

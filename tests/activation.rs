@@ -5,9 +5,6 @@
 
 mod support;
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
-};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -59,17 +56,11 @@ async fn world(name: &str) -> World {
 }
 
 fn group(name: &str) -> Person {
-    Person {
-        kind: PersonKind::Group,
-        name: name.into(),
-    }
+    fixtures::person(PersonKind::Group, name)
 }
 
 fn user(name: &str) -> Person {
-    Person {
-        kind: PersonKind::User,
-        name: name.into(),
-    }
+    fixtures::person(PersonKind::User, name)
 }
 
 /// An offer whose plan `jit` lets group `oncall` read permanently and
@@ -86,12 +77,9 @@ fn offer(w: &World, version: &str, approvers: Vec<Person>, eligible: bool) -> Ma
     );
     plan.eligible_authorizations = eligible.then(|| {
         vec![EligibleAuthorization {
-            principal: group(&w.oncall),
             principal_display_name: Some("On-call engineers".into()),
-            role_ref: JIT_ROLE.into(),
-            max_duration: "1h".into(),
-            approvers: (!approvers.is_empty()).then_some(approvers),
             require_justification: true,
+            ..fixtures::eligible(group(&w.oncall), JIT_ROLE, "1h", approvers)
         }]
     });
     fixtures::offer(&w.provider, "support", &w.provider_tenant, vec![plan])
@@ -113,47 +101,13 @@ fn delegation(w: &World, version: &str, terms: Option<ActivationTerms>) -> Deleg
 }
 
 fn activation(w: &World, name: &str, duration: &str, justification: Option<&str>) -> Activation {
-    let mut a = Activation::new(
-        name,
-        ActivationSpec {
-            delegation: "support".into(),
-            principal: group(&w.oncall),
-            role_ref: JIT_ROLE.into(),
-            duration: duration.into(),
-            justification: justification.map(String::from),
-            requester: None,
-            approvals: None,
-        },
-    );
-    a.metadata.namespace = Some(w.c1.to_string());
+    let mut a = fixtures::activation(&w.c1, name, "support", group(&w.oncall), JIT_ROLE, duration);
+    a.spec.justification = justification.map(String::from);
     a
 }
 
-/// Whether `client` may `verb` `resource` in `namespace`, as the API server
-/// decides for that client's own identity.
-async fn can(client: &Client, namespace: &str, verb: &str, resource: &str) -> bool {
-    let review = SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                namespace: Some(namespace.into()),
-                verb: Some(verb.into()),
-                resource: Some(resource.into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<SelfSubjectAccessReview>::all(client.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .expect("self subject access review")
-        .status
-        .is_some_and(|s| s.allowed)
-}
-
 async fn can_delete_pods(client: &Client, namespace: &str) -> bool {
-    can(client, namespace, "delete", "pods").await
+    can(client, namespace, "delete", "", "pods").await
 }
 
 /// Waits until activation `name` in `namespace` is in `phase` (and, when
@@ -236,7 +190,15 @@ async fn wait_delete_pods(client: &Client, namespace: &str, expected: bool) -> I
 /// a moment to see a new binding).
 async fn wait_may_request(client: &Client, namespace: &str) {
     msp_testenv::wait_until(TIMEOUT, "may create activations", || async move {
-        if can_create_activations(client, namespace).await {
+        if can(
+            client,
+            namespace,
+            "create",
+            "msp-operator.io",
+            "activations",
+        )
+        .await
+        {
             Ok(())
         } else {
             Err("not yet".to_string())
@@ -244,28 +206,6 @@ async fn wait_may_request(client: &Client, namespace: &str) {
     })
     .await
     .expect("requester right");
-}
-
-async fn can_create_activations(client: &Client, namespace: &str) -> bool {
-    let review = SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                namespace: Some(namespace.into()),
-                verb: Some("create".into()),
-                group: Some("msp-operator.io".into()),
-                resource: Some("activations".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<SelfSubjectAccessReview>::all(client.clone())
-        .create(&PostParams::default(), &review)
-        .await
-        .expect("self subject access review")
-        .status
-        .is_some_and(|s| s.allowed)
 }
 
 /// Publishes the offer and has the customer's admin accept it.

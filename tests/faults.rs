@@ -442,6 +442,191 @@ async fn changes_while_down_are_revoked_first() {
     }
 }
 
+/// An activation whose deadline passes while no operator runs: nothing can
+/// revoke it meanwhile (Kubernetes RBAC has no expiry), so the first thing
+/// the returning operator does is remove it — before it grants anything
+/// that changed while it was away.
+#[tokio::test]
+async fn an_activation_that_expired_while_down_is_revoked_first() {
+    let _serial = SERIAL.lock().await;
+    let env = install();
+    let admin = env.client().await;
+    let provider_tenant = unique_name("jitdown-prov");
+    let customer_tenant = unique_name("jitdown-cust");
+    let provider = env
+        .namespace_with_labels("jitdown-p", &[(TENANT, &provider_tenant)])
+        .await;
+    let c1 = env
+        .namespace_with_labels("jitdown-c", &[(TENANT, &customer_tenant)])
+        .await;
+    let c2 = env
+        .namespace_with_labels("jitdown-c2", &[(TENANT, &customer_tenant)])
+        .await;
+    let oncall = unique_name("oncall");
+    let alice_name = unique_name("alice");
+    let alice = env.user_client(&alice_name, &[&oncall]).await;
+    let role = "msp-operator:operator";
+    let mut plan = fixtures::plan(
+        "jit",
+        "1.0.0",
+        vec![fixtures::auth(
+            PrincipalKind::Group,
+            &oncall,
+            "msp-operator:reader",
+        )],
+    );
+    plan.eligible_authorizations = Some(vec![fixtures::eligible(
+        fixtures::person(PersonKind::Group, &oncall),
+        role,
+        "1h",
+        Vec::new(),
+    )]);
+    apply(
+        &admin,
+        &fixtures::offer(&provider, "o", &provider_tenant, vec![plan]),
+    )
+    .await;
+    let consent = |ns: &str| {
+        fixtures::acknowledging(
+            fixtures::delegation(ns, "d", (&provider, "o"), "jit", "1.0.0", None),
+            &[role],
+        )
+    };
+    apply(&admin, &consent(&c1)).await;
+    let kubeconfig = operator_kubeconfig("jitdown");
+    let mut op = start(&kubeconfig, "jitdown", &[]);
+    wait_condition(&admin, &c1, "d", "Ready", "True", Some("Granted")).await;
+    msp_testenv::wait_until(TIMEOUT, "may request", || {
+        let alice = alice.clone();
+        let ns = c1.to_string();
+        async move {
+            if can(&alice, &ns, "create", "msp-operator.io", "activations").await {
+                Ok(())
+            } else {
+                Err("not yet".to_string())
+            }
+        }
+    })
+    .await
+    .expect("requester right");
+    let activation = fixtures::activation(
+        &c1,
+        "a",
+        "d",
+        fixtures::person(PersonKind::Group, &oncall),
+        role,
+        "15s",
+    );
+    let activations: Api<Activation> = Api::namespaced(alice.clone(), &c1);
+    activations
+        .create(&kube::api::PostParams::default(), &activation)
+        .await
+        .expect("alice activates");
+    let active = msp_testenv::wait_for(
+        &Api::<Activation>::namespaced(admin.clone(), &c1),
+        "a",
+        TIMEOUT,
+        "Active",
+        |a| {
+            a.status
+                .as_ref()
+                .is_some_and(|s| s.phase == Some(ActivationPhase::Active))
+        },
+    )
+    .await
+    .expect("active");
+    let expires_at = active
+        .status
+        .and_then(|s| s.expires_at)
+        .expect("expiresAt")
+        .0;
+    assert!(can(&alice, &c1, "delete", "", "pods").await);
+    kill(&mut op).await;
+
+    // The deadline passes while no operator runs; meanwhile a second
+    // customer namespace is delegated.
+    apply(&admin, &consent(&c2)).await;
+    let wait = expires_at.duration_since(k8s_openapi::jiff::Timestamp::now());
+    tokio::time::sleep(Duration::try_from(wait).unwrap_or_default() + Duration::from_secs(1)).await;
+    assert!(
+        can(&alice, &c1, "delete", "", "pods").await,
+        "with no operator running nothing revokes (documented in the README)"
+    );
+
+    let returned = k8s_openapi::jiff::Timestamp::now();
+    let started = Instant::now();
+    let op = start(&kubeconfig, "jitdown", &[]);
+    msp_testenv::wait_until(TIMEOUT, "the expired grant gone", || {
+        let alice = alice.clone();
+        let ns = c1.to_string();
+        async move {
+            if can(&alice, &ns, "delete", "", "pods").await {
+                Err("still granted".to_string())
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await
+    .expect("revoked");
+    let took = started.elapsed();
+    wait_condition(&admin, &c2, "d", "Ready", "True", Some("Granted")).await;
+    eprintln!(
+        "faults: activation expired while down: revoked {:.2}s after the operator started",
+        took.as_secs_f64()
+    );
+    if let Some(plane) = env.local() {
+        let writes = plane.changes_by_since(OPERATOR_USER, returned);
+        let revoked = writes
+            .iter()
+            .position(|w| w.starts_with("delete rolebindings"));
+        let granted = writes
+            .iter()
+            .position(|w| w.starts_with("create rolebindings"));
+        assert!(
+            revoked.is_some(),
+            "the expired grant was deleted: {writes:#?}"
+        );
+        if let (Some(revoked), Some(granted)) = (revoked, granted) {
+            assert!(
+                revoked < granted,
+                "a grant came before the revocation: {writes:#?}"
+            );
+        }
+    }
+    msp_testenv::wait_for(
+        &Api::<Activation>::namespaced(admin.clone(), &c1),
+        "a",
+        TIMEOUT,
+        "Expired",
+        |a| {
+            a.status
+                .as_ref()
+                .is_some_and(|s| s.phase == Some(ActivationPhase::Expired))
+        },
+    )
+    .await
+    .expect("expired");
+    // The state gauge reports it (recomputed every 2 s).
+    msp_testenv::wait_until(TIMEOUT, "activations gauge", || {
+        let text = op.metrics();
+        async move {
+            let expired = text
+                .lines()
+                .find(|l| l.starts_with("msp_operator_activations{phase=\"Expired\"}"))
+                .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if expired >= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("{expired}"))
+            }
+        }
+    })
+    .await
+    .expect("gauge");
+}
+
 /// The operator's `list` requests so far (`msp_operator_kube_requests_total`
 /// summed over codes), from its metrics endpoint.
 fn lists_made(op: &OperatorProcess) -> f64 {

@@ -384,25 +384,21 @@ fn names(people: &[Person]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ActivationSpec, ActivationStatus, Approval};
+    use crate::api::{ActivationStatus, Approval};
     use crate::fixtures;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn person(kind: PersonKind, name: &str) -> Person {
-        Person {
-            kind,
-            name: name.into(),
-        }
-    }
+    use crate::fixtures::person;
 
     fn eligible(approvers: Vec<Person>, justification: bool) -> EligibleAuthorization {
         EligibleAuthorization {
-            principal: person(PersonKind::Group, "oncall"),
-            principal_display_name: None,
-            role_ref: "operator".into(),
-            max_duration: "1h".into(),
-            approvers: (!approvers.is_empty()).then_some(approvers),
             require_justification: justification,
+            ..fixtures::eligible(
+                person(PersonKind::Group, "oncall"),
+                "operator",
+                "1h",
+                approvers,
+            )
         }
     }
 
@@ -413,19 +409,17 @@ mod tests {
     }
 
     fn activation(duration: &str, approvals: Vec<Approval>) -> Activation {
-        let mut a = Activation::new(
+        let mut a = fixtures::activation(
+            "c",
             "a",
-            ActivationSpec {
-                delegation: "d".into(),
-                principal: person(PersonKind::Group, "oncall"),
-                role_ref: "operator".into(),
-                duration: duration.into(),
-                justification: Some("incident 42".into()),
-                requester: Some("alice".into()),
-                approvals: (!approvals.is_empty()).then_some(approvals),
-            },
+            "d",
+            person(PersonKind::Group, "oncall"),
+            "operator",
+            duration,
         );
-        a.metadata.namespace = Some("c".into());
+        a.spec.justification = Some("incident 42".into());
+        a.spec.requester = Some("alice".into());
+        a.spec.approvals = (!approvals.is_empty()).then_some(approvals);
         a
     }
 

@@ -212,27 +212,21 @@ fn same(current: Option<&ActivationStatus>, next: &ActivationStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ActivationSpec, Person, PersonKind};
+    use crate::api::PersonKind;
     use crate::domain::conditions::Reason;
     use k8s_openapi::jiff::Timestamp;
 
     fn activation() -> Activation {
-        let mut a = Activation::new(
+        let mut a = crate::fixtures::activation(
+            "c",
             "a",
-            ActivationSpec {
-                delegation: "d".into(),
-                principal: Person {
-                    kind: PersonKind::Group,
-                    name: "oncall".into(),
-                },
-                role_ref: "operator".into(),
-                duration: "30m".into(),
-                justification: Some("incident 42".into()),
-                requester: Some("alice".into()),
-                approvals: None,
-            },
+            "d",
+            crate::fixtures::person(PersonKind::Group, "oncall"),
+            "operator",
+            "30m",
         );
-        a.metadata.namespace = Some("c".into());
+        a.spec.justification = Some("incident 42".into());
+        a.spec.requester = Some("alice".into());
         a.metadata.generation = Some(1);
         a
     }

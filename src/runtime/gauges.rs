@@ -1,10 +1,11 @@
-//! The state gauges (delegations by readiness, managed RoleBindings, the
-//! reconcile backlog), recomputed from the caches every two seconds; the
-//! controllers only count what they do, this says where things stand.
+//! The state gauges (delegations by readiness, activations by phase,
+//! managed RoleBindings, the reconcile backlog), recomputed from the caches
+//! every two seconds; the controllers only count what they do, this says
+//! where things stand.
 
 use crate::domain::conditions::types;
 use crate::runtime::context::Context;
-use crate::runtime::metrics::ReadyLabels;
+use crate::runtime::metrics::{PhaseLabels, ReadyLabels};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -43,6 +44,25 @@ pub async fn update(ctx: Arc<Context>, shutdown: impl Future<Output = ()>) {
                     .set(count);
             }
             metrics.queue_depth.set(backlog);
+            let mut by_phase: HashMap<String, i64> =
+                ["New", "Pending", "Active", "Expired", "Denied", "Revoked"]
+                    .into_iter()
+                    .map(|p| (p.to_string(), 0))
+                    .collect();
+            for activation in ctx.caches.activations.state() {
+                let phase = activation
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase)
+                    .map_or_else(|| "New".to_string(), |p| format!("{p:?}"));
+                *by_phase.entry(phase).or_default() += 1;
+            }
+            for (phase, count) in by_phase {
+                metrics
+                    .activations
+                    .get_or_create(&PhaseLabels { phase })
+                    .set(count);
+            }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     };

@@ -42,6 +42,14 @@ pub struct ReadyLabels {
     pub ready: String,
 }
 
+/// Label set `phase`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    /// `Pending`, `Active`, `Expired`, `Denied`, `Revoked`, or `New` (not
+    /// decided yet).
+    pub phase: String,
+}
+
 /// Label set `verb`, `code`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -71,6 +79,8 @@ pub struct Metrics {
     pub orphans_removed: Counter,
     /// Delegations by Ready status.
     pub delegations: Family<ReadyLabels, Gauge>,
+    /// Activations by phase.
+    pub activations: Family<PhaseLabels, Gauge>,
     /// 1 while this replica leads (or runs without leader election).
     pub leader: Gauge,
     /// Kubernetes API requests, by verb and status code.
@@ -134,6 +144,12 @@ impl Metrics {
             "Delegations by Ready status",
             delegations.clone(),
         );
+        let activations = Family::<PhaseLabels, Gauge>::default();
+        registry.register(
+            "activations",
+            "Activations (just-in-time access requests) by phase",
+            activations.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -156,6 +172,7 @@ impl Metrics {
             drift_corrections,
             orphans_removed,
             delegations,
+            activations,
             leader,
             kube_requests,
         }

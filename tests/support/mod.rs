@@ -268,6 +268,40 @@ where
     }
 }
 
+/// Whether `client` may `verb` `group`/`resource` in `namespace`, as the
+/// API server decides for the client's own identity (a
+/// SelfSubjectAccessReview).
+pub async fn can(
+    client: &Client,
+    namespace: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.into()),
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("self subject access review")
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
 /// Waits until `client`'s access to pods in `ns` is `expected`.
 pub async fn wait_access(client: &Client, ns: &str, expected: bool) {
     msp_testenv::wait_until(TIMEOUT, &format!("list pods in {ns} == {expected}"), || {
