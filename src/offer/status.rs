@@ -50,6 +50,14 @@ pub fn compute(
                 });
             }
         }
+        for (index, eligible) in plan.eligible_authorizations.iter().flatten().enumerate() {
+            if let Err(refusal) = roles.check(&eligible.role_ref) {
+                problems.push(format!(
+                    "spec.plans[{}].eligibleAuthorizations[{index}].roleRef {:?}: {refusal}",
+                    plan.name, eligible.role_ref
+                ));
+            }
+        }
         let of_plan: Vec<&Arc<Delegation>> = delegations
             .iter()
             .filter(|d| d.spec.plan == plan.name)
@@ -196,9 +204,23 @@ mod tests {
                 vec![foreign, auth(PrincipalKind::User, "u", "cluster-admin")],
             )],
         );
+        let mut offer = offer;
+        offer.spec.plans[0].eligible_authorizations = Some(vec![fixtures::eligible(
+            fixtures::person(crate::api::PersonKind::Group, "oncall"),
+            "admin",
+            "1h",
+            Vec::new(),
+        )]);
         let roles = [reader()];
         let s = compute(&offer, &[], &RoleCatalog::new(&roles), Some("acme"), at(5));
         let ready = &s.conditions[0];
+        assert!(
+            ready
+                .message
+                .contains("spec.plans[a].eligibleAuthorizations[0].roleRef \"admin\""),
+            "{}",
+            ready.message
+        );
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
             ("False", "InvalidAuthorization")
