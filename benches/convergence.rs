@@ -21,13 +21,16 @@
 //!    restored.
 //! 5. Plan update fan-out: every offer publishes 2.0.0 with another role and
 //!    every customer accepts; time until all show the new grants.
-//! 6. Operator peak RSS and CPU seconds (from /proc), and the API server's
+//! 6. Just-in-time access ([`activations`]): up to 1,000 eligible users
+//!    (one per customer) activate at once; activation-to-grant latency and
+//!    revocation lateness after `expiresAt`, p50/p99.
+//! 7. Operator peak RSS and CPU seconds (from /proc), and the API server's
 //!    latency per kind of operator write (from the audit log).
 //!
 //! Then the growth exponent of time and memory over the sizes (least squares
 //! on log-log). Usage: cargo bench --bench convergence -- [--sizes
 //! 200,1000,4000] [--quiet-seconds N] [--drift-samples N] [--concurrency N]
-//! (`--sizes 100` for a quick run).
+//! [--activations N] (`--sizes 100` for a quick run).
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -43,6 +46,9 @@ use msp_testenv::operator::OperatorProcess;
 use msp_testenv::{ControlPlaneOptions, LocalControlPlane, manifests};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+#[path = "convergence/activations.rs"]
+mod activations;
 
 const OPERATOR: &str = env!("CARGO_BIN_EXE_msp-operator");
 /// Writes in flight, for the baseline client and the operator alike
@@ -81,6 +87,9 @@ impl Sizes {
 
 struct Args {
     sizes: Vec<usize>,
+    /// Activations at once in the just-in-time phase (at most one per
+    /// Delegation).
+    activations: usize,
     quiet_seconds: u64,
     drift_samples: usize,
 }
@@ -100,6 +109,9 @@ fn parse_args() -> Args {
         sizes: value("--sizes")
             .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
             .unwrap_or_else(|| vec![200, 1000, 4000]),
+        activations: value("--activations")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000),
         quiet_seconds: value("--quiet-seconds")
             .and_then(|v| v.parse().ok())
             .unwrap_or(20),
@@ -991,6 +1003,19 @@ async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value
         fan_out_total.as_secs_f64()
     );
 
+    // 6. Just-in-time access: eligible users activate at once.
+    let jit_customers: Vec<String> = (0..sizes.delegations.min(args.activations))
+        .map(|d| customer_ns(d, 0))
+        .collect();
+    let just_in_time = activations::measure(
+        &admin,
+        &plane,
+        "bench-p0",
+        "bench-provider-0",
+        &jit_customers,
+    )
+    .await?;
+
     let (rss_second, cpu_second) = operator.stop();
 
     let write_latencies: BTreeMap<String, serde_json::Value> = cold_writes
@@ -1048,6 +1073,7 @@ async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value
             "p50_ms": ms(p50),
             "p99_ms": ms(p99),
         },
+        "just_in_time": just_in_time,
         "plan_update_fan_out": {
             "seconds_until_all_ready": fan_out.as_secs_f64(),
             "seconds_until_old_grants_pruned": fan_out_total.as_secs_f64(),
@@ -1233,6 +1259,35 @@ async fn main() -> anyhow::Result<()> {
         "",
         0,
         "0",
+    );
+    row("activations at once", "just_in_time.activations", "", 0, "");
+    row(
+        "activation to grant p50",
+        "just_in_time.activation_to_grant_ms.p50",
+        "ms",
+        0,
+        "",
+    );
+    row(
+        "activation to grant p99",
+        "just_in_time.activation_to_grant_ms.p99",
+        "ms",
+        0,
+        "",
+    );
+    row(
+        "revocation lateness p50",
+        "just_in_time.revocation_lateness_ms.p50",
+        "ms",
+        0,
+        "",
+    );
+    row(
+        "revocation lateness p99",
+        "just_in_time.revocation_lateness_ms.p99",
+        "ms",
+        0,
+        "< 1000ms",
     );
     row(
         "peak RSS, cold run",

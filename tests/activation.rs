@@ -143,7 +143,8 @@ fn ready_message(a: &Activation) -> String {
         .unwrap_or_default()
 }
 
-/// Adds `approval` to activation `name` as `client`.
+/// Adds `approval` to activation `name` as `client` (read, append, replace;
+/// again on a conflict with the operator's status writes).
 async fn decide(
     client: &Client,
     namespace: &str,
@@ -151,13 +152,18 @@ async fn decide(
     approval: Approval,
 ) -> Result<Activation, kube::Error> {
     let api: Api<Activation> = Api::namespaced(client.clone(), namespace);
-    let mut current = api.get(name).await?;
-    current
-        .spec
-        .approvals
-        .get_or_insert_with(Vec::new)
-        .push(approval);
-    api.replace(name, &PostParams::default(), &current).await
+    loop {
+        let mut current = api.get(name).await?;
+        current
+            .spec
+            .approvals
+            .get_or_insert_with(Vec::new)
+            .push(approval.clone());
+        match api.replace(name, &PostParams::default(), &current).await {
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            other => return other,
+        }
+    }
 }
 
 fn refused_with(result: Result<Activation, kube::Error>, code: u16, text: &str) {
@@ -368,8 +374,11 @@ async fn an_eligible_member_activates_for_a_limited_time_and_only_they_are_grant
     let lateness =
         Timestamp::now().duration_since(expires_at).as_secs_f64() - lost.elapsed().as_secs_f64();
     eprintln!("revocation lateness after expiresAt: {:.3}s", lateness);
+    // Revoked from REVOKE_AHEAD before the deadline on: never after it by
+    // more than a reconcile, never earlier than that.
+    let ahead = msp_operator::activation::REVOKE_AHEAD.as_secs_f64();
     assert!(
-        lateness > -0.5,
+        lateness > -ahead - 0.5,
         "access ended {lateness:.3}s before expiresAt"
     );
     assert!(
@@ -389,7 +398,8 @@ async fn an_eligible_member_activates_for_a_limited_time_and_only_they_are_grant
         Some("Expired"),
     )
     .await;
-    for reason in ["Requested", "Activated", "Expired"] {
+    // Granted at first sight: one Activated Event says what was requested.
+    for reason in ["Activated", "Expired"] {
         wait_event(&admin, &w.c1, "incident", reason).await;
         wait_event(&admin, &w.c1, "support", reason).await;
     }
@@ -471,6 +481,7 @@ async fn approvals_are_real_not_self_service_and_a_denial_is_final() {
     )
     .await;
     assert!(!can_delete_pods(&alice, &w.c1).await);
+    wait_event(&admin, &w.c1, "fix", "Requested").await;
 
     // Self-approval is refused, also as a member of the approver group.
     let own = decide(

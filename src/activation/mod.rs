@@ -21,12 +21,20 @@ use crate::runtime::context::Context;
 use crate::runtime::errors::{self, Error};
 use crate::runtime::keys;
 use decide::{Grounds, Verdict};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long before `expiresAt` the Delegation controller revokes an
+/// activation's grant. Expiries come in bursts (the API server keeps times
+/// to the second, so activations approved within a second end together),
+/// and a burst of revocations takes the write limiter a while: starting a
+/// second early keeps the grant inside its deadline instead of past it. The
+/// access is never longer than consented, at most this much shorter.
+pub const REVOKE_AHEAD: Duration = Duration::from_secs(1);
 
 /// One activation's grant, as the Delegation controller builds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,8 +132,12 @@ pub fn active_grants(
             continue;
         }
         let verdict = decide::decide(activation, Ok(grounds), now);
+        let ahead = SignedDuration::try_from(REVOKE_AHEAD).unwrap_or_default();
+        let Some(until) = now.checked_add(ahead).ok() else {
+            continue;
+        };
         let (Some(expires_at), Some(user)) =
-            (verdict.grants_at(now), activation.spec.requester.clone())
+            (verdict.grants_at(until), activation.spec.requester.clone())
         else {
             continue;
         };
@@ -146,11 +158,13 @@ pub fn active_grants(
     grants
 }
 
-/// How long until the first of `grants` expires, if any.
+/// How long until the first of `grants` must be revoked (`REVOKE_AHEAD`
+/// before it expires), if any.
 pub fn next_expiry(grants: &[ActiveGrant], now: Timestamp) -> Option<Duration> {
+    let ahead = SignedDuration::try_from(REVOKE_AHEAD).unwrap_or_default();
     grants
         .iter()
-        .map(|g| g.expires_at)
+        .map(|g| g.expires_at.checked_sub(ahead).unwrap_or(g.expires_at))
         .min()
         .map(|at| until(at, now))
 }
@@ -224,5 +238,78 @@ fn verdict(
         Ok(None) => None,
         Ok(Some(grounds)) => Some(decide::decide(activation, Ok(grounds), now)),
         Err(why) => Some(decide::decide(activation, Err(why), now)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ActivationStatus, PersonKind};
+    use crate::delegation::validate::{Accepted, NamespaceState};
+    use crate::fixtures;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).expect("time")
+    }
+
+    #[test]
+    fn grants_are_built_from_a_recorded_start_and_end_revoke_ahead_of_the_deadline() {
+        let delegation = fixtures::delegation("c", "d", ("p", "o"), "std", "1.0.0", None);
+        let mut plan = fixtures::accepted(("p", "o"), "acme", "std", "1.0.0", Vec::new());
+        plan.eligible_authorizations = vec![fixtures::eligible(
+            fixtures::person(PersonKind::Group, "oncall"),
+            "operator",
+            "1h",
+            Vec::new(),
+        )];
+        let decision = Decision {
+            customer_tenant: "cust".into(),
+            managed_by_tenant: Some("acme".into()),
+            latest_version: None,
+            latest_authorizations: Vec::new(),
+            offer_present: true,
+            outcome: Ok(Accepted {
+                plan,
+                new_snapshot: false,
+                namespaces: vec![("c".into(), NamespaceState::Grantable)],
+                activations: Vec::new(),
+            }),
+        };
+        let mut a = fixtures::activation(
+            "c",
+            "a",
+            "d",
+            fixtures::person(PersonKind::Group, "oncall"),
+            "operator",
+            "30m",
+        );
+        a.spec.requester = Some("alice".into());
+        let unrecorded = Arc::new(a.clone());
+        assert!(
+            active_grants(&delegation, &decision, &[unrecorded], t(0)).is_empty(),
+            "nothing before the status records the start"
+        );
+        a.status = Some(ActivationStatus {
+            phase: Some(ActivationPhase::Active),
+            activated_at: Some(Time(t(0))),
+            namespaces: vec!["c".into()],
+            ..Default::default()
+        });
+        let a = Arc::new(a);
+        let grants = active_grants(&delegation, &decision, std::slice::from_ref(&a), t(10));
+        assert_eq!(grants.len(), 1);
+        assert_eq!(
+            (grants[0].user.as_str(), grants[0].expires_at),
+            ("alice", t(1800))
+        );
+        assert_eq!(grants[0].namespaces, vec!["c".to_string()]);
+        assert_eq!(
+            next_expiry(&grants, t(10)),
+            Some(Duration::from_secs(1789) + Duration::from_millis(1))
+        );
+        assert!(
+            active_grants(&delegation, &decision, std::slice::from_ref(&a), t(1799)).is_empty()
+        );
     }
 }

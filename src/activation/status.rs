@@ -63,7 +63,10 @@ pub fn compute(activation: &Activation, verdict: &Verdict, now: Time) -> Activat
 
 /// The Events of a change from `before` to `after` (pure): `Requested`
 /// when first seen, `Approved` for each new approver, then `Activated`,
-/// `Expired`, `Denied` or `Revoked` as the phase changes.
+/// `Expired`, `Denied` or `Revoked` as the phase changes. An activation
+/// granted at first sight gets one `Activated` that says what was requested
+/// (each Event is a write, and a burst of activations competes with its own
+/// grants for the write limiter).
 pub fn transitions(
     activation: &Activation,
     before: Option<&ActivationStatus>,
@@ -80,21 +83,38 @@ pub fn transitions(
         .map(|c| c.message.clone())
         .unwrap_or_default();
     let mut out = Vec::new();
-    if before.and_then(|b| b.phase).is_none() {
+    let request = format!(
+        "{requester:?} requested {role:?} for {} through Delegation {:?} as {:?} {:?}: {}",
+        spec.duration,
+        spec.delegation,
+        spec.principal.kind,
+        spec.principal.name,
+        spec.justification
+            .as_deref()
+            .unwrap_or("no justification given")
+    );
+    let first_seen = before.and_then(|b| b.phase).is_none();
+    // Granted at first sight (no approval needed): one Event says both.
+    if first_seen && after.phase == Some(ActivationPhase::Active) {
+        let until = after
+            .expires_at
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default();
+        out.push(occurrence(
+            EventType::Normal,
+            "Activated",
+            "Activate",
+            format!("{request}; granted in {namespaces} until {until}"),
+        ));
+        return out;
+    }
+    if first_seen {
         out.push(occurrence(
             EventType::Normal,
             "Requested",
             "Activate",
-            format!(
-                "{requester:?} requested {role:?} for {} through Delegation {:?} as {:?} {:?}: {}",
-                spec.duration,
-                spec.delegation,
-                spec.principal.kind,
-                spec.principal.name,
-                spec.justification
-                    .as_deref()
-                    .unwrap_or("no justification given")
-            ),
+            request,
         ));
     }
     let approved_before = before.map(|b| b.approved_by.as_slice()).unwrap_or_default();
@@ -307,6 +327,20 @@ mod tests {
                 .conditions
                 .iter()
                 .any(|c| c.type_ == types::STALLED && c.status == "True")
+        );
+        let fresh = activation();
+        let at_once = compute(
+            &fresh,
+            &verdict(ActivationPhase::Active, Reason::Activated, &[]),
+            at(0),
+        );
+        let events = transitions(&fresh, None, &at_once);
+        assert_eq!(events.len(), 1, "one Event for a grant at first sight");
+        assert_eq!(events[0].reason, "Activated");
+        assert!(
+            events[0].note.contains("incident 42") && events[0].note.contains("requested"),
+            "{}",
+            events[0].note
         );
         assert!(same(
             Some(&expired),

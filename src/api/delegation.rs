@@ -203,7 +203,8 @@ pub struct NamespaceStatus {
     pub name: String,
     /// All grants of the applied version are in place.
     pub ready: bool,
-    /// Number of RoleBindings in place.
+    /// Number of RoleBindings of the accepted version in place (the
+    /// just-in-time grants of Activations are reported on the Activations).
     pub bindings: i32,
     /// Why the namespace is not ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
