@@ -302,6 +302,26 @@ async fn an_eligible_member_activates_for_a_limited_time_and_only_they_are_grant
         422,
         "spec.duration must be between 10s and 8h",
     );
+    // An Activation naming no Delegation grants nothing and says so.
+    let mut unknown = activation(&w, "unknown", "1m", Some("x"));
+    unknown.spec.delegation = "no-such-delegation".into();
+    api(&alice)
+        .create(&PostParams::default(), &unknown)
+        .await
+        .expect("create");
+    let denied = wait_phase(
+        &admin,
+        &w.c1,
+        "unknown",
+        ActivationPhase::Denied,
+        Some("DelegationNotAccepted"),
+    )
+    .await;
+    assert!(
+        ready_message(&denied).contains("spec.delegation"),
+        "{}",
+        ready_message(&denied)
+    );
 
     // Alice asks for 20 seconds; she alone is granted, in both namespaces.
     let mut asked = activation(&w, "incident", "20s", Some("incident 4711"));
@@ -708,6 +728,93 @@ async fn access_ends_with_its_activation_its_delegation_or_its_eligibility() {
         &admin,
         &w.c1,
         "four",
+        ActivationPhase::Revoked,
+        Some("DelegationNotAccepted"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_named_user_activates_and_a_role_that_stops_being_delegable_revokes() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+    use kube::api::{Patch, PatchParams};
+    let env = env();
+    let admin = env.client().await;
+    let w = world("jitrole").await;
+    let alice = env.user_client(&w.alice, &[]).await;
+    let role = unique_name("jit-pod-deleter");
+    let deleter = fixtures::delegable_cluster_role(
+        &role,
+        vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["pods".into()]),
+            verbs: vec!["get".into(), "list".into(), "delete".into()],
+            ..Default::default()
+        }],
+    );
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let params = PatchParams::apply("msp-tests").force();
+    roles
+        .patch(&role, &params, &Patch::Apply(&deleter))
+        .await
+        .expect("role");
+    // Alice herself (kind User) is eligible.
+    let mut plan = fixtures::plan(
+        "jit",
+        "1.0.0",
+        vec![fixtures::auth(
+            PrincipalKind::User,
+            &w.alice,
+            "msp-operator:reader",
+        )],
+    );
+    plan.eligible_authorizations = Some(vec![fixtures::eligible(
+        user(&w.alice),
+        &role,
+        "1h",
+        Vec::new(),
+    )]);
+    apply(
+        &admin,
+        &fixtures::offer(&w.provider, "support", &w.provider_tenant, vec![plan]),
+    )
+    .await;
+    apply(
+        &admin,
+        &fixtures::delegation(
+            &w.c1,
+            "support",
+            (&w.provider, "support"),
+            "jit",
+            "1.0.0",
+            None,
+        ),
+    )
+    .await;
+    wait_condition(&admin, &w.c1, "support", "Ready", "True", Some("Granted")).await;
+    wait_may_request(&alice, &w.c1).await;
+    let mut mine = fixtures::activation(&w.c1, "mine", "support", user(&w.alice), &role, "1h");
+    mine.spec.justification = Some("x".into());
+    Api::<Activation>::namespaced(alice.clone(), &w.c1)
+        .create(&PostParams::default(), &mine)
+        .await
+        .expect("alice activates as herself");
+    wait_phase(&admin, &w.c1, "mine", ActivationPhase::Active, None).await;
+    wait_delete_pods(&alice, &w.c1, true).await;
+
+    // The platform takes the role out of the catalog: the consent can no
+    // longer be granted, and the active grant goes with it.
+    let mut plain = deleter.clone();
+    plain.metadata.labels = None;
+    roles
+        .patch(&role, &params, &Patch::Apply(&plain))
+        .await
+        .expect("undelegable");
+    wait_delete_pods(&alice, &w.c1, false).await;
+    wait_phase(
+        &admin,
+        &w.c1,
+        "mine",
         ActivationPhase::Revoked,
         Some("DelegationNotAccepted"),
     )
