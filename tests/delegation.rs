@@ -1144,7 +1144,7 @@ async fn kubectl_apply_refuses_bad_offers_with_the_rule_message() {
         ),
         (
             offer_yaml(tenant, "1.0.0", "Public", "msp-operator:operator", ""),
-            "authorizations can only change together with a higher spec.plans[].version",
+            "spec.plans[].eligibleAuthorizations can only change together with a higher spec.plans[].version",
         ),
         (
             offer_yaml(tenant, "0.9.0", "Public", "msp-operator:reader", ""),

@@ -415,16 +415,16 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
         count_by_kind(&objects),
         BTreeMap::from(
             [
-                ("ClusterRole", 3),
+                ("ClusterRole", 7),
                 ("ClusterRoleBinding", 1),
-                ("CustomResourceDefinition", 2),
+                ("CustomResourceDefinition", 3),
                 ("Deployment", 1),
                 ("Lease", 1),
                 ("Role", 1),
                 ("RoleBinding", 1),
                 ("ServiceAccount", 1),
-                ("ValidatingAdmissionPolicy", 6),
-                ("ValidatingAdmissionPolicyBinding", 6),
+                ("ValidatingAdmissionPolicy", 7),
+                ("ValidatingAdmissionPolicyBinding", 7),
             ]
             .map(|(k, n)| (k.to_string(), n))
         ),
@@ -531,7 +531,11 @@ fn no_cluster_role_of_the_chart_holds_a_wildcard() {
     for sets in [&[][..], ALL_ON] {
         let objects = render(sets);
         let roles = of_kind(&objects, "ClusterRole");
-        assert_eq!(roles.len(), 3, "the operator's role and the catalog");
+        assert_eq!(
+            roles.len(),
+            7,
+            "the operator's role, the catalog and the 4 activation roles"
+        );
         let lease_roles = of_kind(&objects, "Role");
         assert_eq!(lease_roles.len(), 1, "the Lease Role");
         for role in roles.into_iter().chain(lease_roles) {
@@ -786,7 +790,7 @@ fn crds_can_be_left_out_or_left_unkept() {
 
     let objects = render(&["crds.keep=false"]);
     let crds = of_kind(&objects, "CustomResourceDefinition");
-    assert_eq!(crds.len(), 2);
+    assert_eq!(crds.len(), 3);
     for crd in crds {
         assert!(
             crd["metadata"]["annotations"]
@@ -804,15 +808,21 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
     let roles = of_kind(&objects, "ClusterRole");
     assert_eq!(
         roles.iter().map(|r| name(r)).collect::<Vec<_>>(),
-        vec![RELEASE],
-        "delegableRoles.install=false leaves only the operator's own ClusterRole"
+        vec![
+            "msp-operator:activation-requester",
+            "msp-operator:activation-approver",
+            "msp-operator:activations-edit",
+            "msp-operator:activations-view",
+            RELEASE
+        ],
+        "delegableRoles.install=false leaves the operator's own ClusterRole and the activation roles"
     );
-    assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 6);
+    assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 7);
 
     let objects = render(&["admissionPolicies.install=false"]);
     assert!(of_kind(&objects, "ValidatingAdmissionPolicy").is_empty());
     assert!(of_kind(&objects, "ValidatingAdmissionPolicyBinding").is_empty());
-    assert_eq!(of_kind(&objects, "ClusterRole").len(), 3);
+    assert_eq!(of_kind(&objects, "ClusterRole").len(), 7);
 
     let objects = render(&[
         "rbac.create=false",
@@ -821,8 +831,8 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
     ]);
     assert_eq!(
         of_kind(&objects, "ClusterRole").len(),
-        2,
-        "only the catalog"
+        6,
+        "only the catalog and the activation roles"
     );
     assert!(of_kind(&objects, "ClusterRoleBinding").is_empty());
     assert!(
@@ -843,6 +853,7 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
     // The README's kubectl path, then the chart for the Deployment alone.
     let objects = render(&[
         "crds.enabled=false,rbac.create=false,delegableRoles.install=false",
+        "activationRoles.install=false",
         "admissionPolicies.install=false,serviceAccount.create=false",
         "serviceAccount.name=msp-operator,image.repository=registry.example/msp-operator",
     ]);

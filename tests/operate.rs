@@ -102,7 +102,8 @@ async fn the_cli_reads_well() {
         names,
         vec![
             "managedserviceoffers.msp-operator.io",
-            "delegations.msp-operator.io"
+            "delegations.msp-operator.io",
+            "activations.msp-operator.io"
         ]
     );
     let version = Command::new(OPERATOR)
