@@ -135,8 +135,11 @@ impl Publisher {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
+        // Only the same Event again extends a series: the note is part of
+        // it (two approvals of one Activation by different people are two
+        // Events, not one approval counted twice).
         let key = format!(
-            "{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}",
             what.type_.as_str(),
             what.action,
             what.reason,
@@ -144,6 +147,7 @@ impl Publisher {
             namespace,
             regarding.name.as_deref().unwrap_or_default(),
             regarding.uid.as_deref().unwrap_or_default(),
+            what.note,
         );
         let now = Instant::now();
         let repeat = self.recent.lock().ok().and_then(|r| r.next(&key, now));
