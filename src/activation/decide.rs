@@ -163,7 +163,11 @@ pub fn decide(
             ),
         );
     };
-    let activated_at = previous.activated_at.unwrap_or(now);
+    // Whole seconds, as the API server stores the time: the deadline the
+    // status shows is the one every later decision computes.
+    let activated_at = previous
+        .activated_at
+        .unwrap_or_else(|| Timestamp::from_second(now.as_second()).unwrap_or(now));
     let Ok(expires_at) = activated_at.checked_add(length) else {
         return end(
             Reason::DurationTooLong,
