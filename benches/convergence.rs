@@ -448,6 +448,7 @@ fn accepted_status(
                 .map(|n| (n.clone(), validate::NamespaceState::Grantable))
                 .collect(),
             activations: Vec::new(),
+            audited: Vec::new(),
         }),
     };
     let now =
@@ -727,10 +728,13 @@ async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value
         "crds/managedserviceoffers.yaml",
         "crds/delegations.yaml",
         "crds/activations.yaml",
+        "crds/clusterproviderpolicies.yaml",
+        "crds/providerpolicies.yaml",
         "deploy/operator-clusterrole.yaml",
         "deploy/delegable-roles.yaml",
         "deploy/activation-roles.yaml",
         "deploy/admission-policies.yaml",
+        "deploy/provider-policies.yaml",
         "deploy/consent-recorder.yaml",
     ] {
         manifests::apply_yaml(&admin, &read(file), "msp-bench", "default").await?;

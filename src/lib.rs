@@ -17,4 +17,5 @@ pub mod delegation;
 pub mod domain;
 pub mod fixtures;
 pub mod offer;
+pub mod provider_policy;
 pub mod runtime;

@@ -1081,39 +1081,6 @@ async fn a_converged_delegation_costs_no_writes() {
     );
 }
 
-fn kubectl_apply(env: &msp_testenv::TestEnv, yaml: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = env
-        .kubectl()
-        .args([
-            "apply",
-            "--server-side",
-            "--field-manager=msp-tests",
-            "-f",
-            "-",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(yaml.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("kubectl");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[tokio::test]
 async fn kubectl_apply_refuses_bad_offers_with_the_rule_message() {
     let env = env();

@@ -415,16 +415,16 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
         count_by_kind(&objects),
         BTreeMap::from(
             [
-                ("ClusterRole", 7),
+                ("ClusterRole", 9),
                 ("ClusterRoleBinding", 1),
-                ("CustomResourceDefinition", 3),
+                ("CustomResourceDefinition", 5),
                 ("Deployment", 1),
                 ("Lease", 1),
                 ("Role", 1),
                 ("RoleBinding", 1),
                 ("ServiceAccount", 1),
-                ("ValidatingAdmissionPolicy", 7),
-                ("ValidatingAdmissionPolicyBinding", 7),
+                ("ValidatingAdmissionPolicy", 11),
+                ("ValidatingAdmissionPolicyBinding", 11),
             ]
             .map(|(k, n)| (k.to_string(), n))
         ),
@@ -468,6 +468,8 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
         "crds/delegations.yaml",
         "crds/managedserviceoffers.yaml",
         "crds/activations.yaml",
+        "crds/clusterproviderpolicies.yaml",
+        "crds/providerpolicies.yaml",
     ] {
         assert_renders_file(&objects, file);
     }
@@ -484,6 +486,7 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
     assert_renders_file(&objects, "deploy/delegable-roles.yaml");
     assert_renders_file(&objects, "deploy/activation-roles.yaml");
     assert_renders_file(&objects, "deploy/admission-policies.yaml");
+    assert_renders_file(&objects, "deploy/provider-policies.yaml");
 
     // The operator's ClusterRole: the rules of deploy/, with their reasons.
     let file = &repo_documents("deploy/operator-clusterrole.yaml")[0];
@@ -790,7 +793,7 @@ fn crds_can_be_left_out_or_left_unkept() {
 
     let objects = render(&["crds.keep=false"]);
     let crds = of_kind(&objects, "CustomResourceDefinition");
-    assert_eq!(crds.len(), 3);
+    assert_eq!(crds.len(), 5);
     for crd in crds {
         assert!(
             crd["metadata"]["annotations"]
@@ -813,13 +816,26 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
             "msp-operator:activation-approver",
             "msp-operator:activations-edit",
             "msp-operator:activations-view",
+            "msp-operator:providerpolicies-admin",
+            "msp-operator:providerpolicies-view",
             RELEASE
         ],
-        "delegableRoles.install=false leaves the operator's own ClusterRole and the activation roles"
+        "delegableRoles.install=false leaves the operator's own ClusterRole, the activation and the provider-policy roles"
     );
-    assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 7);
+    assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 11);
 
     let objects = render(&["admissionPolicies.install=false"]);
+    assert_eq!(
+        of_kind(&objects, "ValidatingAdmissionPolicy").len(),
+        4,
+        "admissionPolicies.install=false leaves the allowed-providers policies (providerPolicies.install)"
+    );
+    assert_eq!(of_kind(&objects, "ClusterRole").len(), 9);
+
+    let objects = render(&[
+        "admissionPolicies.install=false",
+        "providerPolicies.install=false",
+    ]);
     assert!(of_kind(&objects, "ValidatingAdmissionPolicy").is_empty());
     assert!(of_kind(&objects, "ValidatingAdmissionPolicyBinding").is_empty());
     assert_eq!(of_kind(&objects, "ClusterRole").len(), 7);

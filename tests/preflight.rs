@@ -83,6 +83,8 @@ async fn bad_configuration_fails_fast_with_the_cause_and_the_fix() {
         "crds/managedserviceoffers.yaml",
         "crds/delegations.yaml",
         "crds/activations.yaml",
+        "crds/clusterproviderpolicies.yaml",
+        "crds/providerpolicies.yaml",
     ] {
         let yaml =
             std::fs::read_to_string(msp_testenv::binaries::repo_root().join(file)).expect("crd");

@@ -274,6 +274,7 @@ mod tests {
                 new_snapshot: false,
                 namespaces: vec![("c".into(), NamespaceState::Grantable)],
                 activations: Vec::new(),
+                audited: Vec::new(),
             }),
         };
         let mut a = fixtures::activation(

@@ -3,7 +3,9 @@
 //! `crds/` holds this output (written by `make crds`); a test fails when the
 //! two differ, so the Rust types stay the single source of the API.
 
-use crate::api::{Activation, Delegation, ManagedServiceOffer};
+use crate::api::{
+    Activation, ClusterProviderPolicy, Delegation, ManagedServiceOffer, ProviderPolicy,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
@@ -13,6 +15,8 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("managedserviceoffers.yaml", ManagedServiceOffer::crd()),
         ("delegations.yaml", Delegation::crd()),
         ("activations.yaml", Activation::crd()),
+        ("clusterproviderpolicies.yaml", ClusterProviderPolicy::crd()),
+        ("providerpolicies.yaml", ProviderPolicy::crd()),
     ]
 }
 

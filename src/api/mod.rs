@@ -65,7 +65,9 @@ mod activation;
 pub mod crdgen;
 mod delegation;
 mod offer;
+mod provider_policy;
 
 pub use activation::*;
 pub use delegation::*;
 pub use offer::*;
+pub use provider_policy::*;

@@ -11,10 +11,12 @@ use kube::{Api, Client};
 
 /// What the operator must be able to do, cluster-wide: (group, resource,
 /// verb). Reading every cached kind, and the writes of a first grant.
-const NEEDED: [(&str, &str, &str); 15] = [
+const NEEDED: [(&str, &str, &str); 17] = [
     ("msp-operator.io", "managedserviceoffers", "watch"),
     ("msp-operator.io", "delegations", "watch"),
     ("msp-operator.io", "activations", "watch"),
+    ("msp-operator.io", "clusterproviderpolicies", "watch"),
+    ("msp-operator.io", "providerpolicies", "watch"),
     ("msp-operator.io", "delegations", "patch"),
     ("", "namespaces", "watch"),
     ("rbac.authorization.k8s.io", "clusterroles", "watch"),
@@ -40,14 +42,20 @@ pub async fn check(client: &Client) -> anyhow::Result<String> {
         .list_api_group_resources("msp-operator.io/v1alpha1")
         .await
         .map(|list| {
-            ["managedserviceoffers", "delegations", "activations"]
-                .iter()
-                .all(|r| list.resources.iter().any(|x| x.name == *r))
+            [
+                "managedserviceoffers",
+                "delegations",
+                "activations",
+                "clusterproviderpolicies",
+                "providerpolicies",
+            ]
+            .iter()
+            .all(|r| list.resources.iter().any(|x| x.name == *r))
         })
         .unwrap_or(false);
     if !served {
         anyhow::bail!(
-            "the msp-operator.io/v1alpha1 CRDs are not installed (ManagedServiceOffer, Delegation, Activation); install them with `kubectl apply --server-side -f crds/` or the Helm chart (crds.enabled=true)"
+            "the msp-operator.io/v1alpha1 CRDs are not installed (ManagedServiceOffer, Delegation, Activation, ClusterProviderPolicy, ProviderPolicy); install them with `kubectl apply --server-side -f crds/` or the Helm chart (crds.enabled=true)"
         );
     }
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());

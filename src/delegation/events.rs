@@ -60,6 +60,22 @@ pub fn transitions(
             condition.message,
         ));
     }
+    let violation = |s: &DelegationStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == types::POLICY_VIOLATION)
+            .map(|c| c.message.clone())
+    };
+    if let Some(message) = violation(after)
+        && before.and_then(violation).as_deref() != Some(message.as_str())
+    {
+        out.push(occurrence(
+            EventType::Warning,
+            "PolicyViolation",
+            "Audit",
+            message,
+        ));
+    }
     out
 }
 

@@ -5,6 +5,7 @@
 use crate::api::{Activation, Delegation, ManagedServiceOffer};
 use crate::delegation::snapshot;
 use crate::domain::consent::AcceptedPlan;
+use crate::domain::provider_policy::Applying;
 use crate::domain::tenancy::NamespaceInfo;
 use crate::runtime::caches::Caches;
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -32,6 +33,9 @@ pub struct Resolved {
     pub namespaces: BTreeMap<String, NamespaceInfo>,
     /// The Activations naming the Delegation.
     pub activations: Vec<Arc<Activation>>,
+    /// The provider policies applying to each delegated namespace that
+    /// exists, as (namespace, policy).
+    pub policies: Vec<(String, Applying)>,
     /// The time of this reading: activations are granted until their expiry.
     pub now: k8s_openapi::jiff::Timestamp,
 }
@@ -45,6 +49,16 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
         .get(&ObjectRef::new(&offer_ref.name).within(&offer_ref.namespace));
     let revisions = caches.revisions_of(&namespace, &delegation.name_any());
     let found = snapshot::find(delegation, revisions.iter().map(|r| r.as_ref()));
+    let policies = delegation
+        .target_namespaces()
+        .into_iter()
+        .flat_map(|n| {
+            caches
+                .policies_for(&n)
+                .into_iter()
+                .map(move |p| (n.clone(), p))
+        })
+        .collect();
     let namespaces = delegation
         .target_namespaces()
         .into_iter()
@@ -59,6 +73,7 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
         cluster_roles: caches.cluster_roles.state(),
         activations: caches.activations_of(&namespace, &delegation.name_any()),
         namespaces,
+        policies,
         now: k8s_openapi::jiff::Timestamp::now(),
     }
 }

@@ -9,7 +9,7 @@
 use crate::api::{Authorization, Delegation, DelegationStatus, NamespaceStatus, PendingUpdate};
 use crate::delegation::apply::{Applied, Superseded};
 use crate::delegation::build::Desired;
-use crate::delegation::validate::{Accepted, Decision, NamespaceState};
+use crate::delegation::validate::{Accepted, Decision, NamespaceState, Refused};
 use crate::domain::conditions::{Conditions, Reason, types};
 use crate::domain::version::version_gt;
 use crate::runtime::errors::Error;
@@ -60,6 +60,7 @@ pub fn compute(
             accepted_digest = Some(accepted.plan.content_digest());
             namespaces = namespace_statuses(accepted, desired, applied);
             accepted_conditions(&mut conditions, accepted, &namespaces, applied);
+            audit_condition(&mut conditions, &accepted.audited);
         }
         Err(refused) => {
             for type_ in [types::ACCEPTED, types::READY] {
@@ -222,6 +223,24 @@ fn accepted_conditions(
     );
     conditions.set(types::READY, false, reason, message.clone());
     conditions.set(types::RECONCILING, true, reason, message);
+}
+
+/// `PolicyViolation`, only while an Audit-mode provider policy would refuse
+/// the Delegation: what it objects to (the grants stay as consented).
+fn audit_condition(conditions: &mut Conditions<'_>, audited: &[Refused]) {
+    let Some(first) = audited.first() else {
+        return;
+    };
+    let messages: Vec<&str> = audited.iter().map(|r| r.message.as_str()).collect();
+    conditions.set(
+        types::POLICY_VIOLATION,
+        true,
+        first.reason,
+        format!(
+            "audit only, the grants stay as consented: {}",
+            messages.join("; ")
+        ),
+    );
 }
 
 /// `UpdateAvailable`: the plan publishes a newer version than the applied
@@ -395,6 +414,7 @@ mod tests {
                     .map(|(n, s)| (n.to_string(), s.clone()))
                     .collect(),
                 activations: Vec::new(),
+                audited: Vec::new(),
             }),
         }
     }
@@ -422,6 +442,44 @@ mod tests {
             .iter()
             .find(|c| c.type_ == type_)
             .map(|c| (c.status.as_str(), c.reason.as_str()))
+    }
+
+    #[test]
+    fn an_audit_objection_is_reported_and_changes_nothing_granted() {
+        let d = delegation();
+        let clean = status_of(&d, &both_grantable(), &Applied::default(), 10);
+        assert_eq!(condition(&clean, types::POLICY_VIOLATION), None);
+        let mut audited = both_grantable();
+        if let Ok(accepted) = &mut audited.outcome {
+            accepted.audited = vec![Refused {
+                reason: Reason::ProviderNotAllowed,
+                message: "ClusterProviderPolicy p does not allow".into(),
+            }];
+        }
+        let s = status_of(&d, &audited, &Applied::default(), 10);
+        assert_eq!(
+            condition(&s, types::POLICY_VIOLATION),
+            Some(("True", "ProviderNotAllowed"))
+        );
+        assert_eq!(condition(&s, types::READY), Some(("True", "Granted")));
+        assert_eq!(s.namespaces, clean.namespaces);
+        // One Warning Event when it appears, none while it stays the same.
+        let d = Delegation {
+            status: Some(clean),
+            ..delegation()
+        };
+        let reasons = |before: &Delegation, after: &DelegationStatus| {
+            crate::delegation::events::transitions(before, before.status.as_ref(), after)
+                .into_iter()
+                .map(|o| o.reason)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(reasons(&d, &s), ["PolicyViolation"]);
+        let d = Delegation {
+            status: Some(s.clone()),
+            ..delegation()
+        };
+        assert!(reasons(&d, &s).is_empty());
     }
 
     #[test]

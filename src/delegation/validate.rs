@@ -6,12 +6,13 @@
 //! reason and message name the field and the fix. Refusal grants nothing: a
 //! delegation is never partly accepted.
 
-use crate::api::{Authorization, Delegation, ManagedServiceOffer, Visibility};
+use crate::api::{Authorization, Delegation, ManagedServiceOffer, PolicyMode, Visibility};
 use crate::delegation::resolve::Resolved;
 use crate::domain::authorization::{self, Problem};
 use crate::domain::conditions::Reason;
 use crate::domain::consent::AcceptedPlan;
 use crate::domain::delegability::{Refusal, RoleCatalog};
+use crate::domain::provider_policy::{self, Applying, Disallowed, Violation};
 pub use crate::domain::tenancy::NamespaceInfo;
 use kube::ResourceExt;
 
@@ -47,6 +48,9 @@ pub struct Accepted {
     pub namespaces: Vec<(String, NamespaceState)>,
     /// The just-in-time grants of its Activations in force now.
     pub activations: Vec<crate::activation::ActiveGrant>,
+    /// What Audit-mode provider policies would refuse (granted anyway, and
+    /// reported); empty when every applying policy allows it.
+    pub audited: Vec<Refused>,
 }
 
 /// The outcome for one delegation.
@@ -85,6 +89,8 @@ pub struct Inputs<'a> {
     pub role: &'a dyn Fn(&str) -> Result<(), Refusal>,
     /// What a ClusterRole lets its holder do with workloads (empty: nothing).
     pub workload: &'a dyn Fn(&str) -> Vec<String>,
+    /// The provider policies applying to each delegated namespace.
+    pub policies: &'a [(String, Applying)],
 }
 
 /// Decides what `delegation` may be granted from what was resolved for it.
@@ -101,6 +107,7 @@ pub fn decide_resolved(
         namespace: &|n| resolved.namespaces.get(n).cloned(),
         role: &|r| catalog.check(r),
         workload: &|r| catalog.workload_power(r),
+        policies: &resolved.policies,
     });
     let grants = crate::activation::active_grants(
         delegation,
@@ -248,11 +255,13 @@ fn accept(
     let namespaces = namespace_states(&cx)?;
     authorizations_allowed(inputs, &plan)?;
     workloads_acknowledged(inputs, &plan)?;
+    let audited = policies_allow(inputs, &plan)?;
     Ok(Accepted {
         plan,
         new_snapshot,
         namespaces,
         activations: Vec::new(),
+        audited,
     })
 }
 
@@ -446,6 +455,41 @@ fn authorizations_allowed(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<()
     )
 }
 
+/// Every Deny-mode provider policy of the delegated namespaces allows the
+/// provider and each role the plan can grant; what Audit-mode policies
+/// would refuse is returned, to be reported.
+fn policies_allow(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<Vec<Refused>, Refused> {
+    if inputs.policies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let roles: Vec<(String, String)> = every_grant(plan)
+        .into_iter()
+        .map(|(field, grant)| (field, grant.role_ref))
+        .collect();
+    let found = provider_policy::violations(inputs.policies, &plan.provider_tenant, &roles);
+    let as_refusal = |v: &Violation| Refused {
+        reason: match v.what {
+            Disallowed::Provider => Reason::ProviderNotAllowed,
+            Disallowed::Role { .. } => Reason::RoleNotAllowed,
+        },
+        message: v.message(&plan.provider_tenant),
+    };
+    let (denied, audited): (Vec<&Violation>, Vec<&Violation>) =
+        found.iter().partition(|v| v.mode == PolicyMode::Deny);
+    if let Some(first) = denied.first() {
+        let mut refusal = as_refusal(first);
+        if denied.len() > 1 {
+            refusal.message.push_str(&format!(
+                " (and {} more objection(s) of provider policies)",
+                denied.len() - 1
+            ));
+        }
+        refusal.message.push_str("; nothing is granted");
+        return Err(refusal);
+    }
+    Ok(audited.into_iter().map(as_refusal).collect())
+}
+
 /// Every role that can run workloads is acknowledged by the customer.
 fn workloads_acknowledged(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<(), Refused> {
     let delegation = inputs.delegation;
@@ -552,11 +596,96 @@ mod tests {
             namespace: &namespaces,
             role,
             workload: &|_| Vec::new(),
+            policies: &[],
         })
     }
 
     fn reason(decision: &Decision) -> Option<Reason> {
         decision.outcome.as_ref().err().map(|r| r.reason)
+    }
+
+    fn with_policies(
+        d: &Delegation,
+        o: &ManagedServiceOffer,
+        policies: &[(String, Applying)],
+    ) -> Decision {
+        decide(&Inputs {
+            delegation: d,
+            offer: Some(o),
+            snapshot: None,
+            carried: None,
+            namespace: &namespaces,
+            role: &all_delegable,
+            workload: &|_| Vec::new(),
+            policies,
+        })
+    }
+
+    fn policy(mode: PolicyMode, providers: &[&str], roles: Option<&[&str]>) -> Applying {
+        Applying {
+            source: "ClusterProviderPolicy p".into(),
+            rules: PolicyRules {
+                mode,
+                allowed_providers: Some(
+                    providers
+                        .iter()
+                        .map(|t| AllowedProvider {
+                            tenant: TenantId(t.to_string()),
+                            roles: None,
+                        })
+                        .collect(),
+                ),
+                allowed_roles: roles.map(|r| r.iter().map(|r| RoleName(r.to_string())).collect()),
+            },
+        }
+    }
+
+    #[test]
+    fn a_deny_policy_refuses_the_whole_delegation_and_audit_only_reports() {
+        let o = offer(vec![plan("1.0.0", Visibility::Public, None)]);
+        let d = delegation("cust-a", "1.0.0", Some(vec!["cust-a", "cust-b"]));
+        // A policy on one of the two namespaces refuses everything.
+        let deny = [(
+            "cust-b".to_string(),
+            policy(PolicyMode::Deny, &["other"], None),
+        )];
+        let decision = with_policies(&d, &o, &deny);
+        let refused = decision.outcome.expect_err("refused");
+        assert_eq!(refused.reason, Reason::ProviderNotAllowed);
+        assert!(
+            refused.message.contains("\"cust-b\"")
+                && refused.message.contains("nothing is granted")
+        );
+        // A role outside allowedRoles (the deleter role does not count).
+        let readers = [(
+            "cust-a".to_string(),
+            policy(PolicyMode::Deny, &["acme"], Some(&["view"])),
+        )];
+        let refused = with_policies(&d, &o, &readers)
+            .outcome
+            .expect_err("refused");
+        assert_eq!(refused.reason, Reason::RoleNotAllowed);
+        assert!(refused.message.contains("\"reader\"") && !refused.message.contains("deleter"));
+        // Audit: accepted, the objection carried for the status.
+        let audit = [(
+            "cust-a".to_string(),
+            policy(PolicyMode::Audit, &["other"], None),
+        )];
+        let accepted = with_policies(&d, &o, &audit).outcome.expect("accepted");
+        assert_eq!(accepted.audited.len(), 1);
+        assert_eq!(accepted.audited[0].reason, Reason::ProviderNotAllowed);
+        // Allowed: nothing to report.
+        let allowed = [(
+            "cust-a".to_string(),
+            policy(PolicyMode::Deny, &["acme"], None),
+        )];
+        assert!(
+            with_policies(&d, &o, &allowed)
+                .outcome
+                .expect("accepted")
+                .audited
+                .is_empty()
+        );
     }
 
     #[test]
@@ -781,6 +910,7 @@ mod tests {
                 namespace: &namespaces,
                 role: &all_delegable,
                 workload: &workload,
+                policies: &[],
             })
         };
         let d = delegation("cust-a", "1.0.0", None);

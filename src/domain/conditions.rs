@@ -23,6 +23,9 @@ pub mod types {
     pub const UPDATE_AVAILABLE: &str = "UpdateAvailable";
     /// The accepted offer still exists.
     pub const OFFER_AVAILABLE: &str = "OfferAvailable";
+    /// An Audit-mode provider policy would refuse the Delegation (present
+    /// only while True; the grants stay as consented).
+    pub const POLICY_VIOLATION: &str = "PolicyViolation";
 }
 
 /// Why a condition has its status. Each variant's doc says when it is used.
@@ -108,6 +111,14 @@ pub enum Reason {
     /// Activation: the Delegation now accepts another plan version (or
     /// other terms); approvals and grants do not carry over.
     ConsentChanged,
+    /// A provider policy of a delegated namespace does not allow the offer's
+    /// provider tenant (Deny: nothing is granted; Audit: reported).
+    ProviderNotAllowed,
+    /// A provider policy of a delegated namespace does not allow a role of
+    /// the accepted plan (Deny: nothing is granted; Audit: reported).
+    RoleNotAllowed,
+    /// Every applying provider policy allows the Delegation.
+    Compliant,
 }
 
 impl Reason {
@@ -147,6 +158,9 @@ impl Reason {
             Reason::RequesterUnknown => "RequesterUnknown",
             Reason::DelegationNotAccepted => "DelegationNotAccepted",
             Reason::ConsentChanged => "ConsentChanged",
+            Reason::ProviderNotAllowed => "ProviderNotAllowed",
+            Reason::RoleNotAllowed => "RoleNotAllowed",
+            Reason::Compliant => "Compliant",
         }
     }
 }

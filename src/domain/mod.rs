@@ -11,6 +11,7 @@ pub mod delegability;
 pub mod duration;
 pub mod escalation;
 pub mod names;
+pub mod provider_policy;
 pub mod tenancy;
 pub mod version;
 

@@ -3,9 +3,13 @@
 //! controllers' triggers; reconciles read only from here (no LIST per
 //! reconcile), so a quiet cluster costs the API server nothing.
 
-use crate::api::{Activation, Delegation, ManagedServiceOffer};
+use crate::api::{
+    Activation, ClusterProviderPolicy, Delegation, ManagedServiceOffer, ProviderPolicy,
+    ProviderPolicyKind,
+};
 use crate::delegation::snapshot;
 use crate::domain::names;
+use crate::domain::provider_policy::Applying;
 use crate::domain::tenancy::{self, NamespaceInfo};
 use crate::runtime::index::Index;
 use crate::runtime::keys;
@@ -56,6 +60,16 @@ pub struct Caches {
     pub roles_by_delegation: Arc<Index<Role>>,
     /// Snapshots by delegation.
     pub revisions_by_delegation: Arc<Index<ControllerRevision>>,
+    /// The platform's provider policies.
+    pub cluster_policies: Store<ClusterProviderPolicy>,
+    /// Platform policies by allowed tenant and listed namespace.
+    pub cluster_policies_by_provider: Arc<Index<ClusterProviderPolicy>>,
+    /// The customers' provider policies.
+    pub policies: Store<ProviderPolicy>,
+    /// Customer policies by the namespace they live in (and apply to).
+    pub policies_by_namespace: Arc<Index<ProviderPolicy>>,
+    /// Customer policies by allowed tenant and listed namespace.
+    pub policies_by_provider: Arc<Index<ProviderPolicy>>,
     /// Every store has had its initial list (latched by [`Caches::ready`]).
     synced: AtomicBool,
 }
@@ -81,6 +95,10 @@ pub struct Streams {
     pub revisions: Events<ControllerRevision>,
     /// Activations.
     pub activations: Events<Activation>,
+    /// Platform provider policies.
+    pub cluster_policies: Events<ClusterProviderPolicy>,
+    /// Customer provider policies.
+    pub policies: Events<ProviderPolicy>,
 }
 
 impl Caches {
@@ -147,6 +165,28 @@ impl Caches {
         );
         let (offers, offer_events) =
             reflect(Api::all(client.clone()), all(), Vec::new(), scope, keep_all);
+        // Policies apply wherever a Delegation reaches, so they are read
+        // cluster-wide like tenancy.
+        let cluster_policies_by_provider = Arc::new(Index::new(
+            keys::policy_provider_keys::<ClusterProviderPolicy>,
+        ));
+        let (cluster_policies, cluster_policy_events) = reflect(
+            Api::all(client.clone()),
+            all(),
+            vec![cluster_policies_by_provider.clone()],
+            None,
+            keep_all,
+        );
+        let policies_by_namespace = Arc::new(Index::new(keys::own_namespace::<ProviderPolicy>));
+        let policies_by_provider =
+            Arc::new(Index::new(keys::policy_provider_keys::<ProviderPolicy>));
+        let (policies, policy_events) = reflect(
+            Api::all(client.clone()),
+            all(),
+            vec![policies_by_namespace.clone(), policies_by_provider.clone()],
+            None,
+            keep_all,
+        );
         let caches = Self {
             offers,
             delegations,
@@ -162,6 +202,11 @@ impl Caches {
             role_bindings_by_delegation,
             roles_by_delegation,
             revisions_by_delegation,
+            cluster_policies,
+            cluster_policies_by_provider,
+            policies,
+            policies_by_namespace,
+            policies_by_provider,
             synced: AtomicBool::new(false),
         };
         let streams = Streams {
@@ -173,6 +218,8 @@ impl Caches {
             roles: Box::pin(role_events),
             revisions: Box::pin(revision_events),
             activations: Box::pin(activation_events),
+            cluster_policies: Box::pin(cluster_policy_events),
+            policies: Box::pin(policy_events),
         };
         (caches, streams)
     }
@@ -205,6 +252,8 @@ impl Caches {
         settle!(self.roles);
         settle!(self.revisions);
         settle!(self.activations);
+        settle!(self.cluster_policies);
+        settle!(self.policies);
         self.synced.store(true, Ordering::Release);
     }
 
@@ -217,6 +266,49 @@ impl Caches {
                 tenant: tenancy::tenant_of(name, ns.labels()),
                 terminating: ns.metadata.deletion_timestamp.is_some(),
             })
+    }
+
+    /// The provider policies that apply to namespace `name` (none when it
+    /// does not exist): platform policies whose selector matches its labels,
+    /// and the customer's policies in it.
+    pub fn policies_for(&self, name: &str) -> Vec<Applying> {
+        let Some(namespace) = self.namespaces.get(&ObjectRef::new(name)) else {
+            return Vec::new();
+        };
+        let mut applying: Vec<Applying> = self
+            .cluster_policies
+            .state()
+            .iter()
+            .filter(|p| selects(p.spec.namespace_selector.as_ref(), namespace.labels()))
+            .map(|p| Applying {
+                source: format!("ClusterProviderPolicy {}", p.name_any()),
+                rules: p.rules().clone(),
+            })
+            .collect();
+        applying.extend(
+            indexed(&self.policies_by_namespace, &self.policies, name)
+                .iter()
+                .map(|p| Applying {
+                    source: format!("ProviderPolicy {name}/{}", p.name_any()),
+                    rules: p.rules().clone(),
+                }),
+        );
+        applying.sort_by(|a, b| a.source.cmp(&b.source));
+        applying
+    }
+
+    /// The namespaces of tenant `tenant`, sorted: those labeled with it, and
+    /// the unlabeled namespace of that name.
+    pub fn namespaces_of_tenant(&self, tenant: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .namespaces
+            .state()
+            .iter()
+            .filter(|ns| tenancy::tenant_of(&ns.name_any(), ns.labels()) == tenant)
+            .map(|ns| ns.name_any())
+            .collect();
+        names.sort();
+        names
     }
 
     /// The delegations of offer `namespace/name`.
@@ -279,6 +371,21 @@ where
         .iter()
         .filter_map(|object| store.get(object))
         .collect()
+}
+
+/// True when `selector` (absent: everything) matches `labels`. A selector
+/// that cannot be parsed matches everything: a policy applies rather than
+/// not (fail closed).
+fn selects(
+    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    use kube::core::{Selector, SelectorExt};
+    match selector.cloned().map(Selector::try_from) {
+        None => true,
+        Some(Ok(selector)) => selector.matches(labels),
+        Some(Err(_)) => true,
+    }
 }
 
 /// For `reflect`: cache an object as the watch delivers it.

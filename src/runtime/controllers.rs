@@ -3,22 +3,26 @@
 //! triggers from the same watches of delegations and offers instead of
 //! opening watches of its own (as in kube's `shared_stream_controllers`).
 
-use crate::api::{Activation, Delegation, ManagedServiceOffer};
+use crate::api::{
+    Activation, ClusterProviderPolicy, Delegation, ManagedServiceOffer, ProviderPolicy,
+};
 use crate::domain::conditions::delegation_ready;
-use crate::runtime::caches::Caches;
+use crate::domain::tenancy;
+use crate::runtime::caches::{Caches, Events};
 use crate::runtime::context::{Context, Settings};
 use crate::runtime::errors::{Failures, error_policy};
 use crate::runtime::gauges;
+use crate::runtime::index::Index;
 use crate::runtime::keys;
 use crate::runtime::writer::Writer;
-use crate::{activation, delegation, offer};
+use crate::{activation, delegation, offer, provider_policy};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::PartialObjectMeta;
 use kube::runtime::controller::{Config, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::utils::Backoff;
 use kube::{Client, ResourceExt};
 use std::collections::{BTreeSet, HashSet};
@@ -64,6 +68,7 @@ pub async fn run(
     });
     let (delegation_trigger, delegation_triggers) = futures::channel::mpsc::unbounded();
     let activation_delegation_trigger = delegation_trigger.clone();
+    let delegation_trigger_for_policies = delegation_trigger.clone();
     let activation_events = streams.activations.inspect_ok(move |a: &Activation| {
         let namespace = a.namespace().unwrap_or_default();
         let _ = activation_delegation_trigger
@@ -78,6 +83,10 @@ pub async fn run(
         }
     });
     let offer_store = caches.offers.clone();
+    let policy_wiring = PolicyWiring::new(&caches, delegation_trigger_for_policies);
+    let namespace_events = policy_wiring.namespaces(streams.namespaces);
+    let cluster_policy_events = policy_wiring.cluster_policies(streams.cluster_policies);
+    let policy_events = policy_wiring.policies(streams.policies);
     let delegation_store = caches.delegations.clone();
     let by_namespace = caches.delegations_by_namespace.clone();
     let rb_store = caches.role_bindings.clone();
@@ -109,10 +118,9 @@ pub async fn run(
             by_labels(r.labels())
         })
         .reconcile_on(delegation_triggers)
-        .watches_stream(
-            streams.namespaces,
-            move |ns: PartialObjectMeta<Namespace>| by_namespace.get(&ns.name_any()),
-        )
+        .watches_stream(namespace_events, move |ns: PartialObjectMeta<Namespace>| {
+            by_namespace.get(&ns.name_any())
+        })
         .watches_stream(streams.cluster_roles, move |role: ClusterRole| {
             // Delegations granting this role, and those waiting for a role to
             // become delegable. ClusterRole changes are rare, so the bindings
@@ -170,6 +178,39 @@ pub async fn run(
                 tracing::debug!(error = %e, "activation reconcile error");
             }
         });
+    // Provider policies: their status lists the namespaces of the allowed
+    // providers, for admission.
+    let cluster_policies =
+        Controller::for_stream(cluster_policy_events, policy_wiring.cluster_store)
+            .with_config(config.clone())
+            .reconcile_on(policy_wiring.cluster_triggers)
+            .trigger_backoff(NoTriggerBackoff)
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                provider_policy::reconcile_cluster,
+                error_policy,
+                ctx.clone(),
+            )
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "cluster provider policy reconcile error");
+                }
+            });
+    let policies = Controller::for_stream(policy_events, policy_wiring.store)
+        .with_config(config.clone())
+        .reconcile_on(policy_wiring.triggers)
+        .trigger_backoff(NoTriggerBackoff)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            provider_policy::reconcile_namespaced,
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "provider policy reconcile error");
+            }
+        });
     // Revocation first: one pass over the caches before any reconcile
     // grants (the reconciles wait for it).
     let first = {
@@ -191,9 +232,154 @@ pub async fn run(
         delegations,
         offers,
         activations,
+        cluster_policies,
+        policies,
         gauges::update(ctx.clone(), shutdown.clone()),
         delegation::cleanup::sweep(ctx, shutdown)
     );
+}
+
+type Trigger<K> = futures::channel::mpsc::UnboundedSender<ObjectRef<K>>;
+type Triggers<K> = futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>;
+
+/// How provider policies join the one watch per kind: a namespace event
+/// re-checks the policies whose provider list it may change; a policy whose
+/// spec changed (or that was deleted) re-checks the Delegations it can
+/// apply to — every Delegation for a platform policy (policy changes are
+/// rare, and a reconcile at rest writes nothing), those of its namespace for
+/// a customer's.
+struct PolicyWiring {
+    cluster_store: Store<ClusterProviderPolicy>,
+    store: Store<ProviderPolicy>,
+    cluster_trigger: Trigger<ClusterProviderPolicy>,
+    cluster_triggers: Triggers<ClusterProviderPolicy>,
+    trigger: Trigger<ProviderPolicy>,
+    triggers: Triggers<ProviderPolicy>,
+    cluster_by_provider: Arc<Index<ClusterProviderPolicy>>,
+    by_provider: Arc<Index<ProviderPolicy>>,
+    delegations: Store<Delegation>,
+    delegations_by_namespace: Arc<Index<Delegation>>,
+    delegation_trigger: Trigger<Delegation>,
+}
+
+impl PolicyWiring {
+    fn new(caches: &Caches, delegation_trigger: Trigger<Delegation>) -> Self {
+        let (cluster_trigger, cluster_triggers) = futures::channel::mpsc::unbounded();
+        let (trigger, triggers) = futures::channel::mpsc::unbounded();
+        Self {
+            cluster_store: caches.cluster_policies.clone(),
+            store: caches.policies.clone(),
+            cluster_trigger,
+            cluster_triggers,
+            trigger,
+            triggers,
+            cluster_by_provider: caches.cluster_policies_by_provider.clone(),
+            by_provider: caches.policies_by_provider.clone(),
+            delegations: caches.delegations.clone(),
+            delegations_by_namespace: caches.delegations_by_namespace.clone(),
+            delegation_trigger,
+        }
+    }
+
+    /// Namespace events, re-checking the policies that allow the namespace's
+    /// tenant or list the namespace.
+    fn namespaces(
+        &self,
+        events: Events<PartialObjectMeta<Namespace>>,
+    ) -> impl futures::Stream<
+        Item = Result<PartialObjectMeta<Namespace>, kube::runtime::watcher::Error>,
+    > + Send
+    + 'static {
+        let (cluster_by_provider, by_provider) =
+            (self.cluster_by_provider.clone(), self.by_provider.clone());
+        let (cluster_trigger, trigger) = (self.cluster_trigger.clone(), self.trigger.clone());
+        events.inspect_ok(move |ns| {
+            let name = ns.name_any();
+            let keys = [
+                format!("tenant:{}", tenancy::tenant_of(&name, ns.labels())),
+                format!("namespace:{name}"),
+            ];
+            for key in &keys {
+                for policy in cluster_by_provider.get(key) {
+                    let _ = cluster_trigger.unbounded_send(policy);
+                }
+                for policy in by_provider.get(key) {
+                    let _ = trigger.unbounded_send(policy);
+                }
+            }
+        })
+    }
+
+    /// Platform policy events, re-checking every Delegation when a spec
+    /// changed or a policy went away.
+    fn cluster_policies(
+        &self,
+        events: Events<ClusterProviderPolicy>,
+    ) -> impl futures::Stream<Item = Result<ClusterProviderPolicy, kube::runtime::watcher::Error>>
+    + Send
+    + 'static {
+        let seen = SpecChanges::default();
+        let (store, delegations, trigger) = (
+            self.cluster_store.clone(),
+            self.delegations.clone(),
+            self.delegation_trigger.clone(),
+        );
+        events.inspect_ok(move |policy| {
+            if seen.changed(policy, &store) {
+                for d in delegations.state() {
+                    let _ = trigger.unbounded_send(ObjectRef::from_obj(d.as_ref()));
+                }
+            }
+        })
+    }
+
+    /// Customer policy events, re-checking the Delegations covering its
+    /// namespace when a spec changed or a policy went away.
+    fn policies(
+        &self,
+        events: Events<ProviderPolicy>,
+    ) -> impl futures::Stream<Item = Result<ProviderPolicy, kube::runtime::watcher::Error>>
+    + Send
+    + 'static {
+        let seen = SpecChanges::default();
+        let (store, by_namespace, trigger) = (
+            self.store.clone(),
+            self.delegations_by_namespace.clone(),
+            self.delegation_trigger.clone(),
+        );
+        events.inspect_ok(move |policy| {
+            if seen.changed(policy, &store) {
+                for d in by_namespace.get(&policy.namespace().unwrap_or_default()) {
+                    let _ = trigger.unbounded_send(d);
+                }
+            }
+        })
+    }
+}
+
+/// The generation last seen of each object: its own status writes do not
+/// count as a change.
+#[derive(Default)]
+struct SpecChanges(std::sync::Mutex<std::collections::HashMap<String, i64>>);
+
+impl SpecChanges {
+    /// True when `object` is new, its spec changed, or it is gone from
+    /// `store` (a deletion).
+    fn changed<K>(&self, object: &K, store: &Store<K>) -> bool
+    where
+        K: kube::Resource<DynamicType = ()> + Clone,
+    {
+        let key = keys::object(object);
+        let generation = object.meta().generation.unwrap_or_default();
+        let Ok(mut seen) = self.0.lock() else {
+            return true;
+        };
+        if store.get(&ObjectRef::from_obj(object)).is_none() {
+            seen.remove(&key);
+            return true;
+        }
+        seen.insert(key, generation) != Some(generation)
+    }
 }
 
 /// The controllers' trigger backoff: none. Every watch already retries with

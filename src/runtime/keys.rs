@@ -68,6 +68,30 @@ pub fn namespace_keys(delegation: &Delegation) -> Vec<String> {
     keys
 }
 
+/// Index keys of a provider policy by what its status depends on: each
+/// allowed provider tenant (`tenant:<name>`) and each namespace its status
+/// lists (`namespace:<name>`), so a namespace event finds the policies it
+/// may change.
+pub fn policy_provider_keys<K: crate::api::ProviderPolicyKind>(policy: &K) -> Vec<String> {
+    let tenants = policy
+        .rules()
+        .allowed_providers
+        .iter()
+        .flatten()
+        .map(|p| format!("tenant:{}", p.tenant.0));
+    let listed = policy
+        .policy_status()
+        .into_iter()
+        .flat_map(|s| s.provider_namespaces.iter())
+        .map(|n| format!("namespace:{n}"));
+    tenants.chain(listed).collect()
+}
+
+/// Index key of a namespaced object: its namespace.
+pub fn own_namespace<K: kube::Resource>(object: &K) -> Vec<String> {
+    object.meta().namespace.clone().into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,10 +55,13 @@ pub fn install() -> &'static TestEnv {
                     "crds/managedserviceoffers.yaml",
                     "crds/delegations.yaml",
                     "crds/activations.yaml",
+                    "crds/clusterproviderpolicies.yaml",
+                    "crds/providerpolicies.yaml",
                     "deploy/operator-clusterrole.yaml",
                     "deploy/delegable-roles.yaml",
                     "deploy/activation-roles.yaml",
                     "deploy/admission-policies.yaml",
+                    "deploy/provider-policies.yaml",
                     "deploy/consent-recorder.yaml",
                 ] {
                     manifests::apply_yaml(&client, &read(file), "msp-tests", "default")
@@ -361,4 +364,39 @@ pub async fn wait_event(client: &Client, ns: &str, name: &str, reason: &str) {
     })
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// `kubectl apply --server-side` of `yaml` as admin: whether it succeeded,
+/// and what kubectl printed (stdout, then stderr, where warnings go).
+pub fn kubectl_apply(env: &msp_testenv::TestEnv, yaml: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = env
+        .kubectl()
+        .args([
+            "apply",
+            "--server-side",
+            "--field-manager=msp-tests",
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("kubectl");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
