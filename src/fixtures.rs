@@ -149,6 +149,7 @@ pub fn delegation(
                 .map(|list| list.into_iter().map(|n| NamespaceName(n.into())).collect()),
             acknowledged_workload_roles: None,
             activation_terms: None,
+            namespace_selector: None,
         },
     );
     delegation.metadata.namespace = Some(namespace.into());

@@ -1,7 +1,7 @@
 //! `Delegation`: a customer's consent to one plan version for some of its namespaces.
 
 use super::{Authorization, Person};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name of a Delegation must be at most 63 characters (it is used in label values)")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.namespaces) && has(self.namespaceSelector))").message("spec.namespaces and spec.namespaceSelector exclude each other: list namespaces, or select them by label"))]
 pub struct DelegationSpec {
     /// The offer accepted. Immutable: create a new Delegation for another offer.
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.offerRef is immutable: create a new Delegation to accept another offer"))]
@@ -51,6 +52,16 @@ pub struct DelegationSpec {
     #[schemars(length(min = 1, max = 20))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub namespaces: Option<Vec<NamespaceName>>,
+    /// Tenant-wide onboarding: delegate every namespace of the customer's
+    /// tenant whose labels match (`{}` matches all of them), including
+    /// namespaces created or labeled later; a namespace that stops matching,
+    /// moves to another tenant or is deleted leaves, and its grants go.
+    /// Because it reaches namespaces that do not exist yet, only someone
+    /// allowed to create RoleBindings in every namespace may set it, and
+    /// the consent check asks the same of the consenter, cluster-wide.
+    /// Excludes `spec.namespaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
     /// ClusterRoles of the plan that can run workloads, which the customer
     /// accepts knowingly (0 to 20). Whoever may create or change Pods,
     /// Deployments, Jobs and the like, or proxy into Pods, can run a Pod as
@@ -221,8 +232,14 @@ impl Delegation {
             .any(|r| r.0 == role)
     }
 
-    /// The delegated namespaces: `spec.namespaces`, or the Delegation's own.
+    /// The delegated namespaces named by the Delegation itself:
+    /// `spec.namespaces`, or the Delegation's own; none when it selects them
+    /// by label ([`Delegation::is_tenant_wide`]), which only the caches
+    /// can answer.
     pub fn target_namespaces(&self) -> Vec<String> {
+        if self.is_tenant_wide() {
+            return Vec::new();
+        }
         match &self.spec.namespaces {
             Some(list) if !list.is_empty() => {
                 let mut names: Vec<String> = list.iter().map(|n| n.0.clone()).collect();
@@ -232,5 +249,11 @@ impl Delegation {
             }
             _ => self.metadata.namespace.clone().into_iter().collect(),
         }
+    }
+
+    /// True when the Delegation selects its namespaces by label
+    /// (`spec.namespaceSelector`).
+    pub fn is_tenant_wide(&self) -> bool {
+        self.spec.namespace_selector.is_some()
     }
 }

@@ -46,11 +46,18 @@ pub async fn record(
                         .map(|e| e.role_ref.clone()),
                 )
                 .collect::<BTreeSet<String>>(),
-            accepted
-                .namespaces
-                .iter()
-                .map(|(n, _)| n.clone())
-                .collect::<Vec<_>>(),
+            // A tenant-wide Delegation reaches namespaces that do not exist
+            // yet: its consenter must be able to grant in every namespace
+            // (the empty namespace asks cluster-wide).
+            if delegation.is_tenant_wide() {
+                vec![String::new()]
+            } else {
+                accepted
+                    .namespaces
+                    .iter()
+                    .map(|(n, _)| n.clone())
+                    .collect::<Vec<_>>()
+            },
         ),
         _ => return Ok(()),
     };

@@ -33,6 +33,10 @@ pub struct Resolved {
     pub namespaces: BTreeMap<String, NamespaceInfo>,
     /// The Activations naming the Delegation.
     pub activations: Vec<Arc<Activation>>,
+    /// The delegated namespaces: those the Delegation names, or for a
+    /// tenant-wide one, the namespaces of its customer's tenant that its
+    /// selector matches now. Sorted.
+    pub targets: Vec<String>,
     /// The provider policies applying to each delegated namespace that
     /// exists, as (namespace, policy).
     pub policies: Vec<(String, Applying)>,
@@ -49,9 +53,9 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
         .get(&ObjectRef::new(&offer_ref.name).within(&offer_ref.namespace));
     let revisions = caches.revisions_of(&namespace, &delegation.name_any());
     let found = snapshot::find(delegation, revisions.iter().map(|r| r.as_ref()));
-    let policies = delegation
-        .target_namespaces()
-        .into_iter()
+    let targets = targets(caches, delegation, &namespace);
+    let policies = targets
+        .iter()
         .flat_map(|n| {
             caches
                 .policies_for(&n)
@@ -59,9 +63,9 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
                 .map(move |p| (n.clone(), p))
         })
         .collect();
-    let namespaces = delegation
-        .target_namespaces()
-        .into_iter()
+    let namespaces = targets
+        .iter()
+        .cloned()
         .chain([namespace.clone(), offer_ref.namespace.clone()])
         .filter_map(|n| caches.namespace_info(&n).map(|info| (n, info)))
         .collect();
@@ -73,7 +77,19 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
         cluster_roles: caches.cluster_roles.state(),
         activations: caches.activations_of(&namespace, &delegation.name_any()),
         namespaces,
+        targets,
         policies,
         now: k8s_openapi::jiff::Timestamp::now(),
+    }
+}
+
+/// The namespaces `delegation` (living in `namespace`) delegates.
+fn targets(caches: &Caches, delegation: &Delegation, namespace: &str) -> Vec<String> {
+    match &delegation.spec.namespace_selector {
+        None => delegation.target_namespaces(),
+        Some(selector) => match caches.namespace_info(namespace) {
+            Some(own) => caches.namespaces_selected(&own.tenant, Some(selector)),
+            None => Vec::new(),
+        },
     }
 }

@@ -89,6 +89,8 @@ pub struct Inputs<'a> {
     pub role: &'a dyn Fn(&str) -> Result<(), Refusal>,
     /// What a ClusterRole lets its holder do with workloads (empty: nothing).
     pub workload: &'a dyn Fn(&str) -> Vec<String>,
+    /// The delegated namespaces, sorted (see [`Resolved::targets`]).
+    pub targets: &'a [String],
     /// The provider policies applying to each delegated namespace.
     pub policies: &'a [(String, Applying)],
 }
@@ -107,6 +109,7 @@ pub fn decide_resolved(
         namespace: &|n| resolved.namespaces.get(n).cloned(),
         role: &|r| catalog.check(r),
         workload: &|r| catalog.workload_power(r),
+        targets: &resolved.targets,
         policies: &resolved.policies,
     });
     let grants = crate::activation::active_grants(
@@ -359,7 +362,7 @@ fn consented_plan(cx: &Facts<'_>) -> Result<(AcceptedPlan, bool), Refused> {
 fn namespace_states(cx: &Facts<'_>) -> Result<Vec<(String, NamespaceState)>, Refused> {
     let customer_tenant = cx.customer_tenant;
     let mut namespaces = Vec::new();
-    for name in cx.inputs.delegation.target_namespaces() {
+    for name in cx.inputs.targets.iter().cloned() {
         let state = match (cx.inputs.namespace)(&name) {
             None => NamespaceState::Missing,
             Some(info) if info.tenant != customer_tenant => {
@@ -596,6 +599,7 @@ mod tests {
             namespace: &namespaces,
             role,
             workload: &|_| Vec::new(),
+            targets: &d.target_namespaces(),
             policies: &[],
         })
     }
@@ -617,6 +621,7 @@ mod tests {
             namespace: &namespaces,
             role: &all_delegable,
             workload: &|_| Vec::new(),
+            targets: &d.target_namespaces(),
             policies,
         })
     }
@@ -910,6 +915,7 @@ mod tests {
                 namespace: &namespaces,
                 role: &all_delegable,
                 workload: &workload,
+                targets: &d.target_namespaces(),
                 policies: &[],
             })
         };

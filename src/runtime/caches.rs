@@ -38,6 +38,8 @@ pub struct Caches {
     pub delegations: Store<Delegation>,
     /// Namespace metadata (labels for tenancy, deletion state).
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Namespaces by tenant.
+    pub namespaces_by_tenant: Arc<Index<PartialObjectMeta<Namespace>>>,
     /// Every ClusterRole (delegability, aggregation included).
     pub cluster_roles: Store<ClusterRole>,
     /// RoleBindings managed by the operator.
@@ -141,8 +143,14 @@ impl Caches {
         let (cluster_roles, cluster_role_events) =
             reflect(Api::all(client.clone()), all(), Vec::new(), None, keep_all);
         // Metadata only: tenancy needs labels, and full namespaces cost memory.
-        let (namespaces, namespace_events) =
-            reflect(Api::all(client.clone()), all(), Vec::new(), None, keep_all);
+        let namespaces_by_tenant = Arc::new(Index::new(keys::namespace_tenant));
+        let (namespaces, namespace_events) = reflect(
+            Api::all(client.clone()),
+            all(),
+            vec![namespaces_by_tenant.clone()],
+            None,
+            keep_all,
+        );
         // One watch of delegations feeds its controller, its store and both
         // indexes, and (through the controllers' wiring) the offer controller.
         let (delegations, delegation_events) = reflect(
@@ -191,6 +199,7 @@ impl Caches {
             offers,
             delegations,
             namespaces,
+            namespaces_by_tenant,
             cluster_roles,
             role_bindings,
             roles,
@@ -300,11 +309,19 @@ impl Caches {
     /// The namespaces of tenant `tenant`, sorted: those labeled with it, and
     /// the unlabeled namespace of that name.
     pub fn namespaces_of_tenant(&self, tenant: &str) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .namespaces
-            .state()
+        self.namespaces_selected(tenant, None)
+    }
+
+    /// The namespaces of tenant `tenant` that `selector` (absent: all)
+    /// matches, sorted.
+    pub fn namespaces_selected(
+        &self,
+        tenant: &str,
+        selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    ) -> Vec<String> {
+        let mut names: Vec<String> = indexed(&self.namespaces_by_tenant, &self.namespaces, tenant)
             .iter()
-            .filter(|ns| tenancy::tenant_of(&ns.name_any(), ns.labels()) == tenant)
+            .filter(|ns| selects(selector, ns.labels()))
             .map(|ns| ns.name_any())
             .collect();
         names.sort();

@@ -119,7 +119,13 @@ pub async fn run(
         })
         .reconcile_on(delegation_triggers)
         .watches_stream(namespace_events, move |ns: PartialObjectMeta<Namespace>| {
-            by_namespace.get(&ns.name_any())
+            // Those naming or reporting it, and the tenant-wide Delegations
+            // of its tenant, which it may join.
+            let name = ns.name_any();
+            let tenant = tenancy::tenant_of(&name, ns.labels());
+            let mut refs = by_namespace.get(&name);
+            refs.extend(by_namespace.get(&format!("tenant:{tenant}")));
+            refs
         })
         .watches_stream(streams.cluster_roles, move |role: ClusterRole| {
             // Delegations granting this role, and those waiting for a role to

@@ -59,10 +59,26 @@ pub fn activation_keys(activation: &Activation) -> Vec<String> {
     )]
 }
 
-/// Index keys of a delegation by namespace: those it delegates and its own.
+/// Index keys of a delegation by namespace: those it delegates and its own,
+/// those its status reports (a namespace that leaves a tenant-wide
+/// Delegation is found through them), and for a tenant-wide one its
+/// customer's tenant (`tenant:<name>`), for namespaces that may join.
 pub fn namespace_keys(delegation: &Delegation) -> Vec<String> {
     let mut keys = delegation.target_namespaces();
     keys.extend(delegation.metadata.namespace.clone());
+    if delegation.is_tenant_wide() {
+        let status = delegation.status.as_ref();
+        keys.extend(
+            status
+                .into_iter()
+                .flat_map(|s| s.namespaces.iter().map(|n| n.name.clone())),
+        );
+        keys.extend(
+            status
+                .and_then(|s| s.customer_tenant.as_ref())
+                .map(|t| format!("tenant:{t}")),
+        );
+    }
     keys.sort();
     keys.dedup();
     keys
@@ -85,6 +101,15 @@ pub fn policy_provider_keys<K: crate::api::ProviderPolicyKind>(policy: &K) -> Ve
         .flat_map(|s| s.provider_namespaces.iter())
         .map(|n| format!("namespace:{n}"));
     tenants.chain(listed).collect()
+}
+
+/// Index key of a namespace: its tenant.
+pub fn namespace_tenant(
+    namespace: &kube::api::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>,
+) -> Vec<String> {
+    let name = namespace.metadata.name.clone().unwrap_or_default();
+    let labels = namespace.metadata.labels.clone().unwrap_or_default();
+    vec![crate::domain::tenancy::tenant_of(&name, &labels)]
 }
 
 /// Index key of a namespaced object: its namespace.
