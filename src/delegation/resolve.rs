@@ -58,7 +58,7 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
         .iter()
         .flat_map(|n| {
             caches
-                .policies_for(&n)
+                .policies_for(n)
                 .into_iter()
                 .map(move |p| (n.clone(), p))
         })
