@@ -24,13 +24,17 @@
 //! 6. Just-in-time access ([`activations`]): up to 1,000 eligible users
 //!    (one per customer) activate at once; activation-to-grant latency and
 //!    revocation lateness after `expiresAt`, p50/p99.
+//! 8. Onboarding ([`onboarding`], with the first size only): one
+//!    tenant-wide Delegation over `--onboarding N` namespaces (default
+//!    2,000) against N single-namespace Delegations, and N namespaces
+//!    joining a tenant-wide Delegation one by one.
 //! 7. Operator peak RSS and CPU seconds (from /proc), and the API server's
 //!    latency per kind of operator write (from the audit log).
 //!
 //! Then the growth exponent of time and memory over the sizes (least squares
 //! on log-log). Usage: cargo bench --bench convergence -- [--sizes
 //! 200,1000,4000] [--quiet-seconds N] [--drift-samples N] [--concurrency N]
-//! [--activations N] (`--sizes 100` for a quick run).
+//! [--activations N] [--onboarding N] (`--sizes 100` for a quick run).
 
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -49,6 +53,8 @@ use std::time::{Duration, Instant};
 
 #[path = "convergence/activations.rs"]
 mod activations;
+#[path = "convergence/onboarding.rs"]
+mod onboarding;
 
 const OPERATOR: &str = env!("CARGO_BIN_EXE_msp-operator");
 /// Writes in flight, for the baseline client and the operator alike
@@ -90,6 +96,9 @@ struct Args {
     /// Activations at once in the just-in-time phase (at most one per
     /// Delegation).
     activations: usize,
+    /// Namespaces of the onboarding phase (run with the first size; 0
+    /// skips it).
+    onboarding: usize,
     quiet_seconds: u64,
     drift_samples: usize,
 }
@@ -112,6 +121,9 @@ fn parse_args() -> Args {
         activations: value("--activations")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000),
+        onboarding: value("--onboarding")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000),
         quiet_seconds: value("--quiet-seconds")
             .and_then(|v| v.parse().ok())
             .unwrap_or(20),
@@ -614,6 +626,16 @@ async fn delete_bindings(client: &Client, bindings: Vec<RoleBinding>) {
 /// Follows a watch (one LIST, then events) so that waiting does not load the
 /// API server the operator is being measured against.
 async fn wait_all_ready(client: &Client, expected: usize, version: &str) -> Duration {
+    wait_ready_labeled(client, expected, version, None).await
+}
+
+/// [`wait_all_ready`] for the delegations `labels` selects (all when `None`).
+async fn wait_ready_labeled(
+    client: &Client,
+    expected: usize,
+    version: &str,
+    labels: Option<&str>,
+) -> Duration {
     use kube::runtime::WatchStreamExt;
     use kube::runtime::watcher::{self, Event};
     let started = Instant::now();
@@ -627,8 +649,11 @@ async fn wait_all_ready(client: &Client, expected: usize, version: &str) -> Dura
         })
     };
     let api: Api<Delegation> = Api::all(client.clone());
-    let mut events =
-        std::pin::pin!(watcher::watcher(api, watcher::Config::default()).default_backoff());
+    let config = match labels {
+        Some(labels) => watcher::Config::default().labels(labels),
+        None => watcher::Config::default(),
+    };
+    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
     let mut ready = std::collections::HashSet::new();
     let deadline = tokio::time::sleep(Duration::from_secs(1800));
     tokio::pin!(deadline);
@@ -719,7 +744,11 @@ fn ms(d: Duration) -> f64 {
 
 /// Runs every measure at one size on a fresh control plane; returns its
 /// figures.
-async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value> {
+async fn run_size(
+    sizes: Sizes,
+    args: &Args,
+    onboarding_namespaces: usize,
+) -> anyhow::Result<serde_json::Value> {
     let bindings_total = sizes.bindings();
     let plane = LocalControlPlane::start(ControlPlaneOptions::default()).await?;
     let admin = plane.admin_client().await?;
@@ -1020,6 +1049,20 @@ async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value
     )
     .await?;
 
+    // 8. Onboarding: one tenant-wide Delegation against one per namespace.
+    let onboarding = if onboarding_namespaces > 0 {
+        onboarding::measure(
+            &admin,
+            &plane,
+            "bench-p0",
+            "bench-provider-0",
+            onboarding_namespaces,
+        )
+        .await?
+    } else {
+        serde_json::Value::Null
+    };
+
     let (rss_second, cpu_second) = operator.stop();
 
     let write_latencies: BTreeMap<String, serde_json::Value> = cold_writes
@@ -1078,6 +1121,7 @@ async fn run_size(sizes: Sizes, args: &Args) -> anyhow::Result<serde_json::Value
             "p99_ms": ms(p99),
         },
         "just_in_time": just_in_time,
+        "onboarding": onboarding,
         "plan_update_fan_out": {
             "seconds_until_all_ready": fan_out.as_secs_f64(),
             "seconds_until_old_grants_pruned": fan_out_total.as_secs_f64(),
@@ -1127,7 +1171,7 @@ fn git_commit() -> String {
 async fn main() -> anyhow::Result<()> {
     let args = parse_args();
     let mut runs = Vec::new();
-    for &n in &args.sizes {
+    for (i, &n) in args.sizes.iter().enumerate() {
         let sizes = Sizes::new(n);
         eprintln!(
             "bench: size {n}: {} offers, {} delegations, {} customer namespaces, {} RoleBindings",
@@ -1136,7 +1180,9 @@ async fn main() -> anyhow::Result<()> {
             sizes.delegations * NAMESPACES_PER_DELEGATION,
             sizes.bindings()
         );
-        runs.push(run_size(sizes, &args).await?);
+        // The onboarding phase runs once, with the first size.
+        let onboarding = if i == 0 { args.onboarding } else { 0 };
+        runs.push(run_size(sizes, &args, onboarding).await?);
     }
     let f = |run: &serde_json::Value, path: &str| -> f64 {
         path.split('.')
@@ -1292,6 +1338,42 @@ async fn main() -> anyhow::Result<()> {
         "ms",
         0,
         "< 1000ms",
+    );
+    row("onboarding namespaces", "onboarding.namespaces", "", 0, "");
+    row(
+        "  one tenant-wide Delegation",
+        "onboarding.tenant_wide_existing_seconds",
+        "s",
+        2,
+        "",
+    );
+    row(
+        "  one Delegation per namespace",
+        "onboarding.one_delegation_each_seconds",
+        "s",
+        2,
+        "",
+    );
+    row(
+        "  ratio tenant-wide / one each",
+        "onboarding.ratio_tenant_wide_to_one_each",
+        "x",
+        2,
+        "<= 1x",
+    );
+    row(
+        "  namespaces joining one by one",
+        "onboarding.tenant_wide_joining_seconds",
+        "s",
+        2,
+        "",
+    );
+    row(
+        "  status writes while joining",
+        "onboarding.joining_status_writes",
+        "",
+        0,
+        "",
     );
     row(
         "peak RSS, cold run",
