@@ -536,8 +536,8 @@ fn no_cluster_role_of_the_chart_holds_a_wildcard() {
         let roles = of_kind(&objects, "ClusterRole");
         assert_eq!(
             roles.len(),
-            7,
-            "the operator's role, the catalog and the 4 activation roles"
+            9,
+            "the operator's role, the catalog, the 4 activation roles and the 2 provider-policy roles"
         );
         let lease_roles = of_kind(&objects, "Role");
         assert_eq!(lease_roles.len(), 1, "the Lease Role");
@@ -816,9 +816,9 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
             "msp-operator:activation-approver",
             "msp-operator:activations-edit",
             "msp-operator:activations-view",
+            RELEASE,
             "msp-operator:providerpolicies-admin",
             "msp-operator:providerpolicies-view",
-            RELEASE
         ],
         "delegableRoles.install=false leaves the operator's own ClusterRole, the activation and the provider-policy roles"
     );
@@ -847,8 +847,8 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
     ]);
     assert_eq!(
         of_kind(&objects, "ClusterRole").len(),
-        6,
-        "only the catalog and the activation roles"
+        8,
+        "only the catalog, the activation and the provider-policy roles"
     );
     assert!(of_kind(&objects, "ClusterRoleBinding").is_empty());
     assert!(
@@ -870,7 +870,8 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
     let objects = render(&[
         "crds.enabled=false,rbac.create=false,delegableRoles.install=false",
         "activationRoles.install=false",
-        "admissionPolicies.install=false,serviceAccount.create=false",
+        "admissionPolicies.install=false",
+        "providerPolicies.install=false,serviceAccount.create=false",
         "serviceAccount.name=msp-operator,image.repository=registry.example/msp-operator",
     ]);
     assert_eq!(
