@@ -103,7 +103,9 @@ async fn the_cli_reads_well() {
         vec![
             "managedserviceoffers.msp-operator.io",
             "delegations.msp-operator.io",
-            "activations.msp-operator.io"
+            "activations.msp-operator.io",
+            "clusterproviderpolicies.msp-operator.io",
+            "providerpolicies.msp-operator.io",
         ]
     );
     let version = Command::new(OPERATOR)
