@@ -76,6 +76,16 @@ pub fn auth(kind: PrincipalKind, name: &str, role: &str) -> Authorization {
         },
         principal_display_name: Some(format!("{name} at the provider")),
         role_ref: role.into(),
+        delegated_roles: None,
+    }
+}
+
+/// A role-assigner authorization of `kind/name`: it may bind `roles` to
+/// ServiceAccounts of each delegated namespace.
+pub fn assigner(kind: PrincipalKind, name: &str, roles: &[&str]) -> Authorization {
+    Authorization {
+        delegated_roles: Some(roles.iter().map(|r| RoleName((*r).into())).collect()),
+        ..auth(kind, name, crate::api::ROLE_ASSIGNER_ROLE)
     }
 }
 

@@ -182,6 +182,29 @@ pub struct DelegationStatus {
     /// `latestVersion` would change, so consent to it is informed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_update: Option<PendingUpdate>,
+    /// The RoleBindings the provider made itself under a role-assigner
+    /// authorization of the accepted version (restricted role assignment),
+    /// sorted by namespace and name. They are removed when the consent no
+    /// longer covers them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provider_assignments: Vec<ProviderAssignment>,
+}
+
+/// A RoleBinding a provider made under restricted role assignment.
+#[derive(
+    KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderAssignment {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The ClusterRole it binds.
+    pub role_ref: String,
+    /// The ServiceAccounts of that namespace it binds it to.
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
 }
 
 /// What accepting a newer published version would change. Authorizations

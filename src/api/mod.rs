@@ -15,6 +15,13 @@ pub const GROUP: &str = "msp-operator.io";
 /// delegation (the analog of Azure's "Managed Services Registration Assignment
 /// Delete Role"): get and delete on that one Delegation, never any other.
 pub const DELEGATION_DELETER_ROLE: &str = "msp-operator:delegation-deleter";
+/// The role name that stands for restricted role assignment (the analog of
+/// Azure's User Access Administrator with `delegatedRoleDefinitionIds`):
+/// the principal may create RoleBindings itself in the delegated
+/// namespaces, binding only the ClusterRoles its authorization lists in
+/// `delegatedRoles`, only to ServiceAccounts of the same namespace. The
+/// operator builds it as a Role per namespace; it is no ClusterRole.
+pub const ROLE_ASSIGNER_ROLE: &str = "msp-operator:role-assigner";
 /// The ClusterRole (shipped with the operator) that lets eligible principals
 /// create and read Activations; bound in a Delegation's own namespace only
 /// while its accepted plan version has eligible authorizations.

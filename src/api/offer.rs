@@ -205,6 +205,7 @@ pub struct TenantId(
     KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(self.roleRef == 'msp-operator:role-assigner') == has(self.delegatedRoles)").message("delegatedRoles goes with roleRef msp-operator:role-assigner, and that role needs it: list the ClusterRoles the principal may bind"))]
 pub struct Authorization {
     /// The provider's user, group or ServiceAccount.
     pub principal: Principal,
@@ -216,12 +217,25 @@ pub struct Authorization {
     /// delegable (labeled `msp-operator.io/delegable: "true"`, no wildcards,
     /// no escalation, no secrets or exec), or
     /// `msp-operator:delegation-deleter` for the right to remove the
-    /// delegation.
+    /// delegation, or `msp-operator:role-assigner` (with `delegatedRoles`)
+    /// for restricted role assignment.
     #[schemars(
         regex(pattern = r"^[a-z0-9]([-a-z0-9.:]{0,251}[a-z0-9])?$"),
         length(max = 253)
     )]
     pub role_ref: String,
+    /// Only with `roleRef: msp-operator:role-assigner` (the analog of
+    /// Azure's User Access Administrator with `delegatedRoleDefinitionIds`):
+    /// the ClusterRoles (1 to 10, each delegable) the principal may bind
+    /// itself in the delegated namespaces, only to ServiceAccounts of the
+    /// same namespace (for the provider's automation). Its RoleBindings must
+    /// carry the labels `msp-operator.io/provider-assigned: "true"`,
+    /// `msp-operator.io/delegation` and `msp-operator.io/delegation-namespace`
+    /// naming the Delegation; the customer sees them in the Delegation's
+    /// status, and they go when the consent does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 10))]
+    pub delegated_roles: Option<Vec<super::RoleName>>,
 }
 
 /// Kinds of principal.

@@ -13,7 +13,7 @@
 use crate::activation::ActiveGrant;
 use crate::api::{
     ACTIVATION_APPROVER_ROLE, ACTIVATION_REQUESTER_ROLE, DELEGATION_DELETER_ROLE, Delegation,
-    Person, PersonKind, PrincipalKind,
+    Person, PersonKind, PrincipalKind, ROLE_ASSIGNER_ROLE,
 };
 use crate::delegation::validate::{Decision, NamespaceState};
 use crate::domain::RBAC_GROUP;
@@ -89,6 +89,8 @@ pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]
     let deleter_role = names::deleter_role_name(&delegation_name);
     // (role kind, role name) -> subjects, in the order of the sort key.
     let mut by_role: BTreeMap<(&str, String), BTreeMap<SubjectKey, Subject>> = BTreeMap::new();
+    // Assigner Role name -> the ClusterRoles it lets its holders bind.
+    let mut assigners: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for authorization in &plan.authorizations {
         let principal = &authorization.principal;
         let subject = subject(
@@ -99,6 +101,18 @@ pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]
         );
         let role = if authorization.role_ref == DELEGATION_DELETER_ROLE {
             ("Role", deleter_role.clone())
+        } else if authorization.role_ref == ROLE_ASSIGNER_ROLE {
+            let mut delegated: Vec<String> = authorization
+                .delegated_roles
+                .iter()
+                .flatten()
+                .map(|r| r.0.clone())
+                .collect();
+            delegated.sort();
+            delegated.dedup();
+            let name = names::assigner_role_name(&delegation_name, &delegated);
+            assigners.insert(name.clone(), delegated);
+            ("Role", name)
         } else {
             ("ClusterRole", authorization.role_ref.clone())
         };
@@ -143,7 +157,7 @@ pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]
     for ((role_kind, role_name), subjects) in by_role {
         let access = role_kind == "Access";
         let role_kind = if access { "ClusterRole" } else { role_kind };
-        let deleter = role_kind == "Role";
+        let deleter = role_kind == "Role" && role_name == deleter_role;
         // The removal right and the activation rights exist only where the
         // Delegation lives.
         let targets = if deleter || access {
@@ -178,8 +192,79 @@ pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]
                 &labels,
             ));
         }
+        if let Some(delegated) = assigners.get(&role_name) {
+            for namespace in targets {
+                desired.roles.push(assigner_role_for(
+                    delegation, namespace, &role_name, delegated, &labels,
+                ));
+            }
+        }
     }
     desired
+}
+
+/// The Role of restricted role assignment in `namespace`: manage
+/// RoleBindings, `bind` only the `delegated` ClusterRoles, and the two
+/// markers the admission policy reads — `roleassigners` (this identity's
+/// RoleBinding writes here are restricted) and `roleassignments` named
+/// after the Delegation (the bindings it makes belong to that one). What
+/// such a binding may hold is the admission policy's
+/// `msp-operator.io-provider-assignments-are-bounded`.
+fn assigner_role_for(
+    delegation: &Delegation,
+    namespace: &str,
+    role_name: &str,
+    delegated: &[String],
+    labels: &BTreeMap<String, String>,
+) -> Role {
+    let rule =
+        |group: &str, resource: &str, verbs: &[&str], names: Option<Vec<String>>| PolicyRule {
+            api_groups: Some(vec![group.into()]),
+            resources: Some(vec![resource.into()]),
+            resource_names: names,
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            ..Default::default()
+        };
+    Role {
+        metadata: ObjectMeta {
+            name: Some(role_name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        rules: Some(vec![
+            rule(
+                RBAC_GROUP,
+                "rolebindings",
+                &["get", "list", "watch", "create", "patch", "delete"],
+                None,
+            ),
+            rule(
+                RBAC_GROUP,
+                "clusterroles",
+                &["bind"],
+                Some(delegated.to_vec()),
+            ),
+            rule(crate::api::GROUP, "roleassigners", &["create"], None),
+            rule(
+                crate::api::GROUP,
+                "roleassignments",
+                &["create"],
+                Some(vec![assignment_marker(delegation)]),
+            ),
+        ]),
+    }
+}
+
+/// The resource name of the `roleassignments` marker of `delegation`:
+/// `<namespace>/<name>`, what admission compares a provider binding's
+/// delegation labels with.
+pub fn assignment_marker(delegation: &Delegation) -> String {
+    format!(
+        "{}/{}",
+        delegation.namespace().unwrap_or_default(),
+        delegation.name_any()
+    )
 }
 
 /// The RoleBindings of the activations in force: in each of their
@@ -423,6 +508,48 @@ mod tests {
         let subject = &d.role_bindings[0].subjects.as_ref().expect("subjects")[0];
         assert_eq!(subject.kind, "ServiceAccount");
         assert_eq!(subject.namespace.as_deref(), Some("provider"));
+    }
+
+    #[test]
+    fn a_role_assigner_gets_a_bounded_role_in_every_delegated_namespace() {
+        let p = plan(vec![
+            fixtures::assigner(PrincipalKind::Group, "automation", &["view", "ci"]),
+            fixtures::assigner(PrincipalKind::User, "bot", &["ci", "view"]),
+        ]);
+        let d = build(&delegation(), &p, &["cust-b".into(), "cust-c".into()]);
+        // The same roles in another order are one Role and one binding.
+        assert_eq!(d.roles.len(), 2);
+        assert_eq!(d.role_bindings.len(), 2);
+        for (role, ns) in d.roles.iter().zip(["cust-b", "cust-c"]) {
+            assert_eq!(role.metadata.namespace.as_deref(), Some(ns));
+            assert!(role.name_any().contains("-assigner-"));
+            let rules = role.rules.as_ref().expect("rules");
+            let bind = rules
+                .iter()
+                .find(|r| r.verbs == ["bind"])
+                .expect("bind rule");
+            assert_eq!(
+                bind.resource_names.as_deref(),
+                Some(&["ci".to_string(), "view".to_string()][..])
+            );
+            let marker = rules
+                .iter()
+                .find(|r| r.resources.as_deref() == Some(&["roleassignments".to_string()][..]))
+                .expect("marker");
+            assert_eq!(
+                marker.resource_names.as_deref(),
+                Some(&["cust/dlg".to_string()][..])
+            );
+            assert!(
+                rules
+                    .iter()
+                    .all(|r| r.verbs.iter().all(|v| v != "*" && v != "escalate")),
+                "{rules:?}"
+            );
+        }
+        let binding = &d.role_bindings[0];
+        assert_eq!(binding.role_ref.kind, "Role");
+        assert_eq!(binding.subjects.as_ref().expect("subjects").len(), 2);
     }
 
     #[test]

@@ -60,6 +60,19 @@ async fn revoke_all(writer: &Writer, delegation: &Delegation) -> Result<(), Erro
     // the Delegation kind, which can take it a while.
     let removed = delete_listed::<RoleBinding>(writer, &params).await?
         + delete_listed::<Role>(writer, &params).await?;
+    // Then what the provider made under its role-assigner right, now that
+    // the right itself (the Role above) is gone.
+    let provider_made = format!(
+        "{},{}={},{}={}",
+        names::PROVIDER_ASSIGNED_SELECTOR,
+        names::DELEGATION_NAMESPACE_LABEL,
+        namespace,
+        names::DELEGATION_LABEL,
+        name
+    );
+    let removed = removed
+        + delete_listed::<RoleBinding>(writer, &ListParams::default().labels(&provider_made))
+            .await?;
     delete_listed::<ControllerRevision>(writer, &params).await?;
     info!(delegation = %format!("{namespace}/{name}"), removed, "delegation removed");
     writer
@@ -210,7 +223,7 @@ pub async fn sweep_once(ctx: &Context, min_age: Duration) -> usize {
 }
 
 /// Deletes `objects`; returns how many it deleted (gone already is fine).
-async fn delete_all<K>(writer: &Writer, objects: Vec<Arc<K>>) -> Result<usize, Error>
+pub async fn delete_all<K>(writer: &Writer, objects: Vec<Arc<K>>) -> Result<usize, Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone

@@ -5,7 +5,8 @@
 //! that exceeds its consenter grants nothing.
 
 use crate::api::{
-    ACTIVATION_APPROVER_ROLE, ACTIVATION_REQUESTER_ROLE, DELEGATION_DELETER_ROLE, Delegation, GROUP,
+    ACTIVATION_APPROVER_ROLE, ACTIVATION_REQUESTER_ROLE, DELEGATION_DELETER_ROLE, Delegation,
+    GROUP, ROLE_ASSIGNER_ROLE,
 };
 use crate::delegation::snapshot;
 use crate::delegation::validate::{Decision, Refused};
@@ -75,17 +76,25 @@ pub async fn record(
         .outcome
         .as_ref()
         .is_ok_and(|a| !a.plan.eligible_authorizations.is_empty());
-    if let Some(denied) = exceeds(
-        writer,
-        delegation,
-        &consenter,
-        &authorizations,
+    // What role assigners may bind, the consenter must be able to grant.
+    let delegated: BTreeSet<String> = decision
+        .outcome
+        .as_ref()
+        .map(|a| {
+            a.plan
+                .authorizations
+                .iter()
+                .flat_map(|x| x.delegated_roles.iter().flatten().map(|r| r.0.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let asked = Asked {
+        roles: &authorizations,
+        delegated: &delegated,
         eligible,
-        &namespaces,
-        roles,
-    )
-    .await?
-    {
+        namespaces: &namespaces,
+    };
+    if let Some(denied) = exceeds(writer, delegation, &consenter, &asked, roles).await? {
         decision.outcome = Err(Refused {
             reason: Reason::ConsentExceedsConsenter,
             message: denied,
@@ -111,26 +120,64 @@ pub async fn record(
     }
 }
 
-/// Why `consenter` could not have granted `role_names` in `namespaces`
-/// itself, or None when it could: for each role and namespace, Kubernetes
-/// allows a binding to a user who may `bind` the role there or who holds
-/// every permission it grants there. The deleter right needs `get` and
-/// `delete` on this Delegation; with eligible roles, the rights to request
-/// and approve Activations are granted in the Delegation's own namespace.
+/// What a consent asks of its consenter.
+struct Asked<'a> {
+    /// Every role the plan grants, permanently or eligibly.
+    roles: &'a BTreeSet<String>,
+    /// The roles role assigners may bind.
+    delegated: &'a BTreeSet<String>,
+    /// The plan has eligible authorizations.
+    eligible: bool,
+    /// Where (`""`: every namespace).
+    namespaces: &'a [String],
+}
+
+/// Why `consenter` could not have granted what `asked` names itself, or
+/// None when it could: for each role and namespace, Kubernetes allows a
+/// binding to a user who may `bind` the role there or who holds every
+/// permission it grants there. The deleter right needs `get` and `delete`
+/// on this Delegation; with eligible roles, the rights to request and
+/// approve Activations are granted in the Delegation's own namespace; the
+/// role assigner's right needs RoleBinding writes and each role it may bind
+/// (its admission markers name no real resource and are not asked).
 async fn exceeds(
     writer: &Writer,
     delegation: &Delegation,
     consenter: &Consenter,
-    role_names: &BTreeSet<String>,
-    eligible: bool,
-    namespaces: &[String],
+    asked: &Asked<'_>,
     roles: &RoleCatalog<'_>,
 ) -> Result<Option<String>, Error> {
+    let namespaces = asked.namespaces;
     let own = [delegation.namespace().unwrap_or_default()];
     let rights = [ACTIVATION_REQUESTER_ROLE, ACTIVATION_APPROVER_ROLE];
-    let rights = rights.iter().filter(|_| eligible).map(|r| (*r, &own[..]));
-    let plan_roles = role_names.iter().map(|r| (r.as_str(), namespaces));
+    let rights = rights
+        .iter()
+        .filter(|_| asked.eligible)
+        .map(|r| (*r, &own[..]));
+    let plan_roles = asked
+        .roles
+        .iter()
+        .chain(asked.delegated.iter())
+        .map(|r| (r.as_str(), namespaces));
     for (role, namespaces) in plan_roles.chain(rights) {
+        if role == ROLE_ASSIGNER_ROLE {
+            for namespace in namespaces {
+                for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+                    let question = Question::Resource {
+                        namespace: namespace.clone(),
+                        verb: verb.into(),
+                        group: crate::domain::RBAC_GROUP.into(),
+                        resource: "rolebindings".into(),
+                        subresource: String::new(),
+                        name: String::new(),
+                    };
+                    if !access::allowed(writer, consenter, &question).await? {
+                        return Ok(Some(denial(consenter, ROLE_ASSIGNER_ROLE, &question)));
+                    }
+                }
+            }
+            continue;
+        }
         if role == DELEGATION_DELETER_ROLE {
             let own = delegation.namespace().unwrap_or_default();
             for verb in ["get", "delete"] {

@@ -60,6 +60,7 @@ pub fn transitions(
             condition.message,
         ));
     }
+    out.extend(assignment_changes(before, after));
     let violation = |s: &DelegationStatus| {
         s.conditions
             .iter()
@@ -77,6 +78,52 @@ pub fn transitions(
         ));
     }
     out
+}
+
+/// One Event per RoleBinding a provider made (restricted role assignment)
+/// that appeared in, or left, the status: the customer sees what the
+/// provider granted its ServiceAccounts, and when it went.
+fn assignment_changes(
+    before: Option<&DelegationStatus>,
+    after: &DelegationStatus,
+) -> Vec<Occurrence> {
+    let old: &[crate::api::ProviderAssignment] = before
+        .map(|s| s.provider_assignments.as_slice())
+        .unwrap_or_default();
+    let describe = |a: &crate::api::ProviderAssignment| {
+        format!(
+            "RoleBinding {}/{} binds ClusterRole {:?} to ServiceAccount(s) {}",
+            a.namespace,
+            a.name,
+            a.role_ref,
+            a.service_accounts.join(", ")
+        )
+    };
+    let added = after
+        .provider_assignments
+        .iter()
+        .filter(|a| !old.contains(a));
+    let gone = old
+        .iter()
+        .filter(|a| !after.provider_assignments.contains(a));
+    added
+        .map(|a| {
+            occurrence(
+                EventType::Normal,
+                "ProviderAssigned",
+                "Assign",
+                format!("the provider made {}", describe(a)),
+            )
+        })
+        .chain(gone.map(|a| {
+            occurrence(
+                EventType::Normal,
+                "ProviderAssignmentRemoved",
+                "Revoke",
+                format!("gone: {}", describe(a)),
+            )
+        }))
+        .collect()
 }
 
 /// The Event for grant objects restored by this reconcile, if any (pure).

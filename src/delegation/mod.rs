@@ -15,6 +15,7 @@
 //! Consent is stored by [`snapshot`].
 
 pub mod apply;
+pub mod assignments;
 pub mod build;
 pub mod cleanup;
 pub mod consent;
@@ -82,7 +83,10 @@ async fn grant(delegation: &Delegation, ctx: &Context) -> Result<Action, Error> 
     let applied = apply::grants(ctx, delegation, &desired, &decision).await;
     apply::retired_snapshots(&ctx.writer, delegation, &decision, &resolved, &applied).await?;
 
-    let status = status::compute(delegation, &decision, &desired, &applied, now());
+    let assigned = assignments::keep_consented(ctx, delegation, &decision).await?;
+
+    let mut status = status::compute(delegation, &decision, &desired, &applied, now());
+    status.provider_assignments = assigned;
     if status::write(&ctx.writer, delegation, &status, &mut superseded).await? {
         let occurrences = events::transitions(delegation, delegation.status.as_ref(), &status);
         events::publish(&ctx.writer, delegation, occurrences).await;

@@ -93,6 +93,7 @@ pub fn compute(
         latest_version: decision.latest_version.clone(),
         namespaces,
         pending_update,
+        provider_assignments: Vec::new(),
     }
 }
 
@@ -318,6 +319,7 @@ pub fn same(a: &Option<DelegationStatus>, b: &DelegationStatus) -> bool {
         && a.latest_version == b.latest_version
         && a.namespaces == b.namespaces
         && a.pending_update == b.pending_update
+        && a.provider_assignments == b.provider_assignments
 }
 
 /// Writes `status` when it differs from what `delegation` reports; true when

@@ -410,10 +410,34 @@ fn every_grant(plan: &AcceptedPlan) -> Vec<(String, Authorization)> {
                     },
                     principal_display_name: None,
                     role_ref: e.role_ref.clone(),
+                    delegated_roles: None,
                 },
             )
         });
     permanent.chain(eligible).collect()
+}
+
+/// The roles role assigners may bind, with the field naming each
+/// (`authorizations[2].delegatedRoles[0]`): a provider can give them to the
+/// customer's ServiceAccounts, so policies and the customer's
+/// acknowledgement of workload power cover them as if granted directly.
+fn delegated_roles(plan: &AcceptedPlan) -> Vec<(String, String)> {
+    plan.authorizations
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.delegated_roles
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(move |(j, r)| {
+                    (
+                        format!("authorizations[{i}].delegatedRoles[{j}]"),
+                        r.0.clone(),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Every principal may be granted and every role is delegable.
@@ -433,6 +457,9 @@ fn authorizations_allowed(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<()
                 }
                 Problem::Role(refusal) => {
                     problems.push(format!("{field} role {:?}: {refusal}", grant.role_ref))
+                }
+                Problem::DelegatedRole { role, refusal } => {
+                    problems.push(format!("{field}.delegatedRoles role {role:?}: {refusal}"))
                 }
                 principal => {
                     return refused(
@@ -468,6 +495,7 @@ fn policies_allow(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<Vec<Refuse
     let roles: Vec<(String, String)> = every_grant(plan)
         .into_iter()
         .map(|(field, grant)| (field, grant.role_ref))
+        .chain(delegated_roles(plan))
         .collect();
     let found = provider_policy::violations(inputs.policies, &plan.provider_tenant, &roles);
     let as_refusal = |v: &Violation| Refused {
@@ -498,9 +526,13 @@ fn workloads_acknowledged(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<()
     let delegation = inputs.delegation;
     let mut roles: Vec<&str> = Vec::new();
     let mut lines = Vec::new();
-    let grants = every_grant(plan);
-    for (field, grant) in &grants {
-        let role = grant.role_ref.as_str();
+    let grants: Vec<(String, String)> = every_grant(plan)
+        .into_iter()
+        .map(|(field, grant)| (field, grant.role_ref))
+        .chain(delegated_roles(plan))
+        .collect();
+    for (field, role) in &grants {
+        let role = role.as_str();
         if role == crate::api::DELEGATION_DELETER_ROLE
             || delegation.acknowledges_workload_role(role)
         {
@@ -860,6 +892,7 @@ mod tests {
             },
             principal_display_name: None,
             role_ref: "reader".into(),
+            delegated_roles: None,
         }];
         let o = offer(vec![p]);
         let decision = decide_with(

@@ -4,7 +4,7 @@
 //! version with one (so a customer never gets half a plan).
 
 use super::delegability::Refusal;
-use crate::api::{Authorization, DELEGATION_DELETER_ROLE, PrincipalKind};
+use crate::api::{Authorization, DELEGATION_DELETER_ROLE, PrincipalKind, ROLE_ASSIGNER_ROLE};
 
 /// The prefix of the API server's own identities: `system:authenticated`
 /// and `system:unauthenticated` (everyone), `system:masters`,
@@ -29,6 +29,13 @@ pub enum Problem {
     InvalidServiceAccountName,
     /// The role may not be delegated.
     Role(Refusal),
+    /// A role of `delegatedRoles` may not be delegated.
+    DelegatedRole {
+        /// The role.
+        role: String,
+        /// Why not.
+        refusal: Refusal,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -47,6 +54,9 @@ impl std::fmt::Display for Problem {
                 "principal.name is not a ServiceAccount name (lowercase letters, digits, '-' and '.')"
             ),
             Problem::Role(refusal) => write!(f, "{refusal}"),
+            Problem::DelegatedRole { role, refusal } => {
+                write!(f, "delegatedRoles {role:?}: {refusal}")
+            }
         }
     }
 }
@@ -87,9 +97,21 @@ pub fn problems(
         });
     }
     if authorization.role_ref != DELEGATION_DELETER_ROLE
+        && authorization.role_ref != ROLE_ASSIGNER_ROLE
         && let Err(refusal) = role(&authorization.role_ref)
     {
         out.push(Problem::Role(refusal));
+    }
+    // The roles a role assigner may bind must be as delegable as a role
+    // granted directly (and so are never the assigner or deleter roles,
+    // which are no ClusterRoles).
+    for delegated in authorization.delegated_roles.iter().flatten() {
+        if let Err(refusal) = role(&delegated.0) {
+            out.push(Problem::DelegatedRole {
+                role: delegated.0.clone(),
+                refusal,
+            });
+        }
     }
     out
 }

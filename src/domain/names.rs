@@ -131,6 +131,27 @@ pub fn role_binding_name(
     }
 }
 
+/// The label a provider puts on the RoleBindings it makes under a
+/// role-assigner authorization (with the delegation labels naming the
+/// Delegation): admission requires it, and the operator shows and removes
+/// what carries it.
+pub const PROVIDER_ASSIGNED_LABEL: &str = "msp-operator.io/provider-assigned";
+/// Selector of provider-made RoleBindings.
+pub const PROVIDER_ASSIGNED_SELECTOR: &str = "msp-operator.io/provider-assigned=true";
+
+/// Name of the Role in each delegated namespace that lets a role-assigner
+/// principal bind `roles` (one per distinct list).
+pub fn assigner_role_name(delegation: &str, roles: &[String]) -> String {
+    let mut parts = vec!["assigner", delegation];
+    parts.extend(roles.iter().map(String::as_str));
+    let hash = stable_hash(&parts);
+    format!(
+        "msp-{}-assigner-{:08x}",
+        truncated(delegation, 40),
+        hash & 0xffff_ffff
+    )
+}
+
 /// Name of the Role that lets the provider delete exactly one delegation.
 pub fn deleter_role_name(delegation: &str) -> String {
     let hash = stable_hash(&["deleter", delegation]);

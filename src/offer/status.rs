@@ -43,6 +43,10 @@ pub fn compute(
                         "spec.plans[{}].authorizations[{index}].roleRef {:?}: {refusal}",
                         plan.name, grant.role_ref
                     ),
+                    Problem::DelegatedRole { role, refusal } => format!(
+                        "spec.plans[{}].authorizations[{index}].delegatedRoles {role:?}: {refusal}",
+                        plan.name
+                    ),
                     principal => format!(
                         "spec.plans[{}].authorizations[{index}].principal: {principal}",
                         plan.name

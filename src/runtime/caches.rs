@@ -46,6 +46,10 @@ pub struct Caches {
     pub role_bindings: Store<RoleBinding>,
     /// Roles managed by the operator (the deleter Roles).
     pub roles: Store<Role>,
+    /// RoleBindings providers made under restricted role assignment.
+    pub provider_assignments: Store<RoleBinding>,
+    /// Provider-made RoleBindings by the delegation they name.
+    pub provider_assignments_by_delegation: Arc<Index<RoleBinding>>,
     /// Snapshots of accepted plan versions.
     pub revisions: Store<ControllerRevision>,
     /// Activations (just-in-time access requests).
@@ -93,6 +97,8 @@ pub struct Streams {
     pub role_bindings: Events<RoleBinding>,
     /// Managed Roles.
     pub roles: Events<Role>,
+    /// Provider-made RoleBindings.
+    pub provider_assignments: Events<RoleBinding>,
     /// Snapshots.
     pub revisions: Events<ControllerRevision>,
     /// Activations.
@@ -123,6 +129,17 @@ impl Caches {
             Api::all(client.clone()),
             managed(),
             vec![role_bindings_by_delegation.clone()],
+            None,
+            keep_all,
+        );
+        let provider_assignments_by_delegation =
+            Arc::new(Index::new(keys::owner_keys::<RoleBinding>));
+        let (provider_assignments, provider_assignment_events) = reflect(
+            Api::all(client.clone()),
+            watcher::Config::default()
+                .labels(names::PROVIDER_ASSIGNED_SELECTOR)
+                .any_semantic(),
+            vec![provider_assignments_by_delegation.clone()],
             None,
             keep_all,
         );
@@ -203,6 +220,8 @@ impl Caches {
             cluster_roles,
             role_bindings,
             roles,
+            provider_assignments,
+            provider_assignments_by_delegation,
             revisions,
             activations,
             activations_by_delegation,
@@ -225,6 +244,7 @@ impl Caches {
             cluster_roles: Box::pin(cluster_role_events),
             role_bindings: Box::pin(role_binding_events),
             roles: Box::pin(role_events),
+            provider_assignments: Box::pin(provider_assignment_events),
             revisions: Box::pin(revision_events),
             activations: Box::pin(activation_events),
             cluster_policies: Box::pin(cluster_policy_events),
@@ -259,6 +279,7 @@ impl Caches {
         settle!(self.cluster_roles);
         settle!(self.role_bindings);
         settle!(self.roles);
+        settle!(self.provider_assignments);
         settle!(self.revisions);
         settle!(self.activations);
         settle!(self.cluster_policies);
@@ -351,6 +372,15 @@ impl Caches {
         indexed(
             &self.roles_by_delegation,
             &self.roles,
+            &keys::namespaced(namespace, name),
+        )
+    }
+
+    /// The RoleBindings a provider made under delegation `namespace/name`.
+    pub fn provider_assignments_of(&self, namespace: &str, name: &str) -> Vec<Arc<RoleBinding>> {
+        indexed(
+            &self.provider_assignments_by_delegation,
+            &self.provider_assignments,
             &keys::namespaced(namespace, name),
         )
     }

@@ -114,6 +114,9 @@ pub async fn run(
             by_labels(rb.labels())
         })
         .watches_stream(streams.roles, move |r: Role| by_labels(r.labels()))
+        .watches_stream(streams.provider_assignments, move |rb: RoleBinding| {
+            by_labels(rb.labels())
+        })
         .watches_stream(streams.revisions, move |r: ControllerRevision| {
             by_labels(r.labels())
         })
