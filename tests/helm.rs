@@ -423,8 +423,8 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
                 ("Role", 1),
                 ("RoleBinding", 1),
                 ("ServiceAccount", 1),
-                ("ValidatingAdmissionPolicy", 11),
-                ("ValidatingAdmissionPolicyBinding", 11),
+                ("ValidatingAdmissionPolicy", 12),
+                ("ValidatingAdmissionPolicyBinding", 12),
             ]
             .map(|(k, n)| (k.to_string(), n))
         ),
@@ -822,7 +822,7 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
         ],
         "delegableRoles.install=false leaves the operator's own ClusterRole, the activation and the provider-policy roles"
     );
-    assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 11);
+    assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 12);
 
     let objects = render(&["admissionPolicies.install=false"]);
     assert_eq!(

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.namespaces) && has(self.namespaceSelector))").message("spec.namespaces and spec.namespaceSelector exclude each other: list namespaces, or select them by label"))]
+#[x_kube(validation = Rule::new("!has(self.namespaceSelector) || !has(self.namespaceSelector.matchExpressions) || self.namespaceSelector.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? (has(e.values) && size(e.values) > 0) : (e.operator in ['Exists', 'DoesNotExist'] && (!has(e.values) || size(e.values) == 0)))").message("spec.namespaceSelector.matchExpressions: operator must be In or NotIn (with values) or Exists or DoesNotExist (without values)"))]
 pub struct DelegationSpec {
     /// The offer accepted. Immutable: create a new Delegation for another offer.
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.offerRef is immutable: create a new Delegation to accept another offer"))]

@@ -137,6 +137,7 @@ pub struct EligibleAuthorization {
         length(max = 253)
     )]
     #[x_kube(validation = Rule::new("self != 'msp-operator:delegation-deleter'").message("eligibleAuthorizations[].roleRef cannot be msp-operator:delegation-deleter: the right to remove a delegation is a permanent authorization"))]
+    #[x_kube(validation = Rule::new("self != 'msp-operator:role-assigner'").message("eligibleAuthorizations[].roleRef cannot be msp-operator:role-assigner: restricted role assignment is a permanent authorization"))]
     pub role_ref: String,
     /// The longest an activation may last: a duration such as `30m`, `1h`
     /// or `4h30m`, between 30 minutes and 8 hours.

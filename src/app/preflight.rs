@@ -11,12 +11,22 @@ use kube::{Api, Client};
 
 /// What the operator must be able to do, cluster-wide: (group, resource,
 /// verb). Reading every cached kind, and the writes of a first grant.
-const NEEDED: [(&str, &str, &str); 17] = [
+const NEEDED: [(&str, &str, &str); 19] = [
     ("msp-operator.io", "managedserviceoffers", "watch"),
     ("msp-operator.io", "delegations", "watch"),
     ("msp-operator.io", "activations", "watch"),
     ("msp-operator.io", "clusterproviderpolicies", "watch"),
     ("msp-operator.io", "providerpolicies", "watch"),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicies",
+        "watch",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "validatingadmissionpolicybindings",
+        "watch",
+    ),
     ("msp-operator.io", "delegations", "patch"),
     ("", "namespaces", "watch"),
     ("rbac.authorization.k8s.io", "clusterroles", "watch"),

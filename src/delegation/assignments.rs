@@ -69,6 +69,24 @@ pub fn sort_out(
     (kept, unwanted)
 }
 
+/// For the revocation pass after a start: deletes the provider's bindings
+/// of `delegation` outside `allowed`; returns how many (failures are left
+/// to the reconcile that follows).
+pub async fn revoke_unwanted(
+    ctx: &Context,
+    delegation: &Delegation,
+    allowed: &BTreeSet<(String, String)>,
+) -> usize {
+    let bindings = ctx.caches.provider_assignments_of(
+        &delegation.namespace().unwrap_or_default(),
+        &delegation.name_any(),
+    );
+    let (_, unwanted) = sort_out(&bindings, allowed);
+    cleanup::delete_all(&ctx.writer, unwanted)
+        .await
+        .unwrap_or_default()
+}
+
 /// Deletes the provider's bindings of `delegation` that `decision` no
 /// longer allows; returns those that stay, for the status.
 pub async fn keep_consented(

@@ -110,6 +110,10 @@ pub fn build(delegation: &Delegation, plan: &AcceptedPlan, namespaces: &[String]
                 .collect();
             delegated.sort();
             delegated.dedup();
+            if delegated.is_empty() {
+                // Refused by validation; never `bind` on every ClusterRole.
+                continue;
+            }
             let name = names::assigner_role_name(&delegation_name, &delegated);
             assigners.insert(name.clone(), delegated);
             ("Role", name)

@@ -162,7 +162,9 @@ pub fn orphans<K: Resource<DynamicType = ()>>(
 /// [`SWEEP_INTERVAL`], until `shutdown`: cleanup normally runs behind the
 /// finalizer, and this catches what escaped it (a finalizer removed by hand,
 /// the operator down during a deletion). Only objects carrying the managed
-/// label are considered, and only those of Delegations this operator acts on.
+/// label (or, for RoleBindings a provider made as role assigner, the
+/// provider-assigned label) are considered, and only those of Delegations
+/// this operator acts on.
 pub async fn sweep(ctx: Arc<Context>, shutdown: impl Future<Output = ()>) {
     let work = async {
         ctx.caches_ready().await;
@@ -203,11 +205,19 @@ pub async fn sweep_once(ctx: &Context, min_age: Duration) -> usize {
         in_scope,
         |o: &ControllerRevision| old_enough(&o.metadata),
     );
+    // What providers made under a Delegation that is gone.
+    let provider_made = orphans(
+        &ctx.caches.provider_assignments.state(),
+        exists,
+        in_scope,
+        |o: &RoleBinding| old_enough(&o.metadata),
+    );
     let mut removed = 0;
     for deleted in [
         delete_all(&ctx.writer, bindings).await,
         delete_all(&ctx.writer, roles).await,
         delete_all(&ctx.writer, records).await,
+        delete_all(&ctx.writer, provider_made).await,
     ] {
         match deleted {
             Ok(n) => removed += n,

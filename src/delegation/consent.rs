@@ -154,11 +154,20 @@ async fn exceeds(
         .iter()
         .filter(|_| asked.eligible)
         .map(|r| (*r, &own[..]));
-    let plan_roles = asked
-        .roles
-        .iter()
-        .chain(asked.delegated.iter())
-        .map(|r| (r.as_str(), namespaces));
+    // The assigner Role grants `bind` on each delegated role, which
+    // Kubernetes lets only a holder of that `bind` write.
+    for role in asked.delegated {
+        if access::allowed(writer, consenter, &Question::bind("", role)).await? {
+            continue;
+        }
+        for namespace in namespaces {
+            let question = Question::bind(namespace, role);
+            if !access::allowed(writer, consenter, &question).await? {
+                return Ok(Some(denial(consenter, role, &question)));
+            }
+        }
+    }
+    let plan_roles = asked.roles.iter().map(|r| (r.as_str(), namespaces));
     for (role, namespaces) in plan_roles.chain(rights) {
         if role == ROLE_ASSIGNER_ROLE {
             for namespace in namespaces {

@@ -40,6 +40,8 @@ pub struct Resolved {
     /// The provider policies applying to each delegated namespace that
     /// exists, as (namespace, policy).
     pub policies: Vec<(String, Applying)>,
+    /// The admission policy bounding provider role assignment is in force.
+    pub assignments_enforced: bool,
     /// The time of this reading: activations are granted until their expiry.
     pub now: k8s_openapi::jiff::Timestamp,
 }
@@ -54,8 +56,13 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
     let revisions = caches.revisions_of(&namespace, &delegation.name_any());
     let found = snapshot::find(delegation, revisions.iter().map(|r| r.as_ref()));
     let targets = targets(caches, delegation, &namespace);
-    let policies = targets
-        .iter()
+    // The Delegation's own namespace too: the deleter and activation rights
+    // are granted there.
+    let mut checked: Vec<&String> = targets.iter().chain([&namespace]).collect();
+    checked.sort();
+    checked.dedup();
+    let policies = checked
+        .into_iter()
         .flat_map(|n| {
             caches
                 .policies_for(n)
@@ -79,6 +86,7 @@ pub fn resolve(caches: &Caches, delegation: &Delegation) -> Resolved {
         namespaces,
         targets,
         policies,
+        assignments_enforced: caches.assignments_enforced(),
         now: k8s_openapi::jiff::Timestamp::now(),
     }
 }

@@ -93,6 +93,8 @@ pub struct Inputs<'a> {
     pub targets: &'a [String],
     /// The provider policies applying to each delegated namespace.
     pub policies: &'a [(String, Applying)],
+    /// The admission policy bounding provider role assignment is in force.
+    pub assignments_enforced: bool,
 }
 
 /// Decides what `delegation` may be granted from what was resolved for it.
@@ -111,6 +113,7 @@ pub fn decide_resolved(
         workload: &|r| catalog.workload_power(r),
         targets: &resolved.targets,
         policies: &resolved.policies,
+        assignments_enforced: resolved.assignments_enforced,
     });
     let grants = crate::activation::active_grants(
         delegation,
@@ -258,6 +261,7 @@ fn accept(
     let namespaces = namespace_states(&cx)?;
     authorizations_allowed(inputs, &plan)?;
     workloads_acknowledged(inputs, &plan)?;
+    assignments_enforced(inputs, &plan)?;
     let audited = policies_allow(inputs, &plan)?;
     Ok(Accepted {
         plan,
@@ -485,6 +489,30 @@ fn authorizations_allowed(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<()
     )
 }
 
+/// A role-assigner authorization is granted only while the admission policy
+/// that bounds it is in force: without it, its RoleBinding rights would
+/// reach any subject and any binding in the namespace (fail closed).
+fn assignments_enforced(inputs: &Inputs<'_>, plan: &AcceptedPlan) -> Result<(), Refused> {
+    let assigners: Vec<String> = plan
+        .authorizations
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.role_ref == crate::api::ROLE_ASSIGNER_ROLE)
+        .map(|(i, _)| format!("authorizations[{i}]"))
+        .collect();
+    if assigners.is_empty() || inputs.assignments_enforced {
+        return Ok(());
+    }
+    refused(
+        Reason::AssignmentNotEnforced,
+        format!(
+            "{} grants restricted role assignment, and the ValidatingAdmissionPolicy {} that bounds it (or its binding with validationActions Deny) is not installed; nothing is granted. Install deploy/admission-policies.yaml (or the chart with admissionPolicies.install=true)",
+            assigners.join(", "),
+            crate::domain::names::ASSIGNMENT_POLICY
+        ),
+    )
+}
+
 /// Every Deny-mode provider policy of the delegated namespaces allows the
 /// provider and each role the plan can grant; what Audit-mode policies
 /// would refuse is returned, to be reported.
@@ -633,6 +661,7 @@ mod tests {
             workload: &|_| Vec::new(),
             targets: &d.target_namespaces(),
             policies: &[],
+            assignments_enforced: true,
         })
     }
 
@@ -655,6 +684,7 @@ mod tests {
             workload: &|_| Vec::new(),
             targets: &d.target_namespaces(),
             policies,
+            assignments_enforced: true,
         })
     }
 
@@ -675,6 +705,44 @@ mod tests {
                 allowed_roles: roles.map(|r| r.iter().map(|r| RoleName(r.to_string())).collect()),
             },
         }
+    }
+
+    #[test]
+    fn a_role_assigner_is_granted_only_while_its_admission_policy_is_in_force() {
+        let mut p = plan("1.0.0", Visibility::Public, None);
+        p.authorizations
+            .push(fixtures::assigner(PrincipalKind::User, "bot", &["reader"]));
+        let o = offer(vec![p]);
+        let d = delegation("cust-a", "1.0.0", None);
+        let with = |enforced: bool| {
+            decide(&Inputs {
+                delegation: &d,
+                offer: Some(&o),
+                snapshot: None,
+                carried: None,
+                namespace: &namespaces,
+                role: &all_delegable,
+                workload: &|_| Vec::new(),
+                targets: &d.target_namespaces(),
+                policies: &[],
+                assignments_enforced: enforced,
+            })
+        };
+        assert!(with(true).outcome.is_ok());
+        let refused = with(false).outcome.expect_err("refused");
+        assert_eq!(refused.reason, Reason::AssignmentNotEnforced);
+        assert!(refused.message.contains("authorizations[2]"));
+        assert!(refused.message.contains("deploy/admission-policies.yaml"));
+        // Without delegatedRoles it is no grant at all.
+        let mut bare = plan("1.0.0", Visibility::Public, None);
+        bare.authorizations.push(fixtures::auth(
+            PrincipalKind::User,
+            "bot",
+            ROLE_ASSIGNER_ROLE,
+        ));
+        let o = offer(vec![bare]);
+        let decision = decide_with(&d, Some(&o), None, &all_delegable);
+        assert_eq!(reason(&decision), Some(Reason::RoleNotDelegable));
     }
 
     #[test]
@@ -950,6 +1018,7 @@ mod tests {
                 workload: &workload,
                 targets: &d.target_namespaces(),
                 policies: &[],
+                assignments_enforced: true,
             })
         };
         let d = delegation("cust-a", "1.0.0", None);

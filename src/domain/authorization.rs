@@ -96,8 +96,21 @@ pub fn problems(
             namespace: namespace.clone(),
         });
     }
-    if authorization.role_ref != DELEGATION_DELETER_ROLE
-        && authorization.role_ref != ROLE_ASSIGNER_ROLE
+    let assigner = authorization.role_ref == ROLE_ASSIGNER_ROLE;
+    if assigner
+        && authorization
+            .delegated_roles
+            .as_ref()
+            .is_none_or(|r| r.is_empty())
+    {
+        // Without delegatedRoles (an eligible authorization, or an offer
+        // stored before the schema required them) it would stand for `bind`
+        // on every ClusterRole: never.
+        out.push(Problem::Role(Refusal::ForbiddenRules(vec![format!(
+            "{ROLE_ASSIGNER_ROLE} needs delegatedRoles (1 to 10 ClusterRoles), and is never eligible"
+        )])));
+    } else if authorization.role_ref != DELEGATION_DELETER_ROLE
+        && !assigner
         && let Err(refusal) = role(&authorization.role_ref)
     {
         out.push(Problem::Role(refusal));

@@ -117,8 +117,9 @@ pub enum Reason {
     /// A provider policy of a delegated namespace does not allow a role of
     /// the accepted plan (Deny: nothing is granted; Audit: reported).
     RoleNotAllowed,
-    /// Every applying provider policy allows the Delegation.
-    Compliant,
+    /// The plan has a role-assigner authorization and the admission policy
+    /// that bounds it is not installed: nothing is granted.
+    AssignmentNotEnforced,
 }
 
 impl Reason {
@@ -160,7 +161,7 @@ impl Reason {
             Reason::ConsentChanged => "ConsentChanged",
             Reason::ProviderNotAllowed => "ProviderNotAllowed",
             Reason::RoleNotAllowed => "RoleNotAllowed",
-            Reason::Compliant => "Compliant",
+            Reason::AssignmentNotEnforced => "AssignmentNotEnforced",
         }
     }
 }

@@ -136,6 +136,9 @@ pub fn role_binding_name(
 /// Delegation): admission requires it, and the operator shows and removes
 /// what carries it.
 pub const PROVIDER_ASSIGNED_LABEL: &str = "msp-operator.io/provider-assigned";
+/// The ValidatingAdmissionPolicy (and its binding) that bounds what a
+/// provider role assigner may bind (deploy/admission-policies.yaml, 8).
+pub const ASSIGNMENT_POLICY: &str = "msp-operator.io-provider-assignments-are-bounded";
 /// Selector of provider-made RoleBindings.
 pub const PROVIDER_ASSIGNED_SELECTOR: &str = "msp-operator.io/provider-assigned=true";
 

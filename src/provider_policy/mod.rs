@@ -14,19 +14,31 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-/// The status `policy` should have (pure but for the cache read).
+/// The status `policy` should have (pure but for the cache read): the
+/// namespaces of its allowed tenants that hold an offer. Only those: a
+/// namespace's admins may write a ProviderPolicy naming any tenant, and
+/// its status must not list another tenant's namespaces beyond the ones
+/// whose offers it publishes to customers.
 pub fn desired_status<K: ProviderPolicyKind + Resource>(
     policy: &K,
     caches: &Caches,
 ) -> ProviderPolicyStatus {
+    let with_offers: BTreeSet<String> = caches
+        .offers
+        .state()
+        .iter()
+        .filter_map(|o| o.namespace())
+        .collect();
     let mut provider_namespaces: Vec<String> = policy
         .rules()
         .allowed_providers
         .iter()
         .flatten()
         .flat_map(|p| caches.namespaces_of_tenant(&p.tenant.0))
+        .filter(|n| with_offers.contains(n))
         .collect();
     provider_namespaces.sort();
     provider_namespaces.dedup();

@@ -14,6 +14,9 @@ use crate::domain::tenancy::{self, NamespaceInfo};
 use crate::runtime::index::Index;
 use crate::runtime::keys;
 use futures::{Stream, TryStreamExt};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
@@ -76,6 +79,12 @@ pub struct Caches {
     pub policies_by_namespace: Arc<Index<ProviderPolicy>>,
     /// Customer policies by allowed tenant and listed namespace.
     pub policies_by_provider: Arc<Index<ProviderPolicy>>,
+    /// The admission policy that bounds provider role assignment, and its
+    /// binding (by name only; without both, nothing is granted to role
+    /// assigners).
+    pub assignment_policy: Store<ValidatingAdmissionPolicy>,
+    /// See [`Caches::assignment_policy`].
+    pub assignment_policy_binding: Store<ValidatingAdmissionPolicyBinding>,
     /// Every store has had its initial list (latched by [`Caches::ready`]).
     synced: AtomicBool,
 }
@@ -107,6 +116,10 @@ pub struct Streams {
     pub cluster_policies: Events<ClusterProviderPolicy>,
     /// Customer provider policies.
     pub policies: Events<ProviderPolicy>,
+    /// The assignment admission policy.
+    pub assignment_policy: Events<ValidatingAdmissionPolicy>,
+    /// Its binding.
+    pub assignment_policy_binding: Events<ValidatingAdmissionPolicyBinding>,
 }
 
 impl Caches {
@@ -202,6 +215,25 @@ impl Caches {
             None,
             keep_all,
         );
+        let by_name = || {
+            watcher::Config::default()
+                .fields(&format!("metadata.name={}", names::ASSIGNMENT_POLICY))
+                .any_semantic()
+        };
+        let (assignment_policy, assignment_policy_events) = reflect(
+            Api::all(client.clone()),
+            by_name(),
+            Vec::new(),
+            None,
+            keep_all,
+        );
+        let (assignment_policy_binding, assignment_policy_binding_events) = reflect(
+            Api::all(client.clone()),
+            by_name(),
+            Vec::new(),
+            None,
+            keep_all,
+        );
         let policies_by_namespace = Arc::new(Index::new(keys::own_namespace::<ProviderPolicy>));
         let policies_by_provider =
             Arc::new(Index::new(keys::policy_provider_keys::<ProviderPolicy>));
@@ -235,6 +267,8 @@ impl Caches {
             policies,
             policies_by_namespace,
             policies_by_provider,
+            assignment_policy,
+            assignment_policy_binding,
             synced: AtomicBool::new(false),
         };
         let streams = Streams {
@@ -249,6 +283,8 @@ impl Caches {
             activations: Box::pin(activation_events),
             cluster_policies: Box::pin(cluster_policy_events),
             policies: Box::pin(policy_events),
+            assignment_policy: Box::pin(assignment_policy_events),
+            assignment_policy_binding: Box::pin(assignment_policy_binding_events),
         };
         (caches, streams)
     }
@@ -284,6 +320,8 @@ impl Caches {
         settle!(self.activations);
         settle!(self.cluster_policies);
         settle!(self.policies);
+        settle!(self.assignment_policy);
+        settle!(self.assignment_policy_binding);
         self.synced.store(true, Ordering::Release);
     }
 
@@ -327,6 +365,23 @@ impl Caches {
         applying
     }
 
+    /// True when the admission policy that bounds provider role assignment
+    /// is installed and bound to deny: only then may role assigners be
+    /// granted anything (without it their RoleBinding rights are unbounded).
+    pub fn assignments_enforced(&self) -> bool {
+        let policy = ObjectRef::new(names::ASSIGNMENT_POLICY);
+        let bound = self
+            .assignment_policy_binding
+            .get(&ObjectRef::new(names::ASSIGNMENT_POLICY))
+            .is_some_and(|b| {
+                b.spec.as_ref().is_some_and(|s| {
+                    s.policy_name.as_deref() == Some(names::ASSIGNMENT_POLICY)
+                        && s.validation_actions.iter().flatten().any(|a| a == "Deny")
+                })
+            });
+        bound && self.assignment_policy.get(&policy).is_some()
+    }
+
     /// The namespaces of tenant `tenant`, sorted: those labeled with it, and
     /// the unlabeled namespace of that name.
     pub fn namespaces_of_tenant(&self, tenant: &str) -> Vec<String> {
@@ -334,15 +389,22 @@ impl Caches {
     }
 
     /// The namespaces of tenant `tenant` that `selector` (absent: all)
-    /// matches, sorted.
+    /// matches, sorted; none when the selector cannot be parsed (a grant
+    /// never reaches wider than a selector says).
     pub fn namespaces_selected(
         &self,
         tenant: &str,
         selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
     ) -> Vec<String> {
+        use kube::core::{Selector, SelectorExt};
+        let parsed = match selector.cloned().map(Selector::try_from) {
+            None => None,
+            Some(Ok(parsed)) => Some(parsed),
+            Some(Err(_)) => return Vec::new(),
+        };
         let mut names: Vec<String> = indexed(&self.namespaces_by_tenant, &self.namespaces, tenant)
             .iter()
-            .filter(|ns| selects(selector, ns.labels()))
+            .filter(|ns| parsed.as_ref().is_none_or(|s| s.matches(ns.labels())))
             .map(|ns| ns.name_any())
             .collect();
         names.sort();

@@ -84,12 +84,17 @@ pub async fn run(
     });
     let offer_store = caches.offers.clone();
     let policy_wiring = PolicyWiring::new(&caches, delegation_trigger_for_policies);
+    let offer_events = policy_wiring.offers(offer_events);
     let namespace_events = policy_wiring.namespaces(streams.namespaces);
     let cluster_policy_events = policy_wiring.cluster_policies(streams.cluster_policies);
     let policy_events = policy_wiring.policies(streams.policies);
     let delegation_store = caches.delegations.clone();
     let by_namespace = caches.delegations_by_namespace.clone();
     let rb_store = caches.role_bindings.clone();
+    let enforcement_store = caches.delegations.clone();
+    let enforcement_store_2 = caches.delegations.clone();
+    let assigned_store = caches.provider_assignments.clone();
+    let role_store = caches.roles.clone();
     let not_ready_store = caches.delegations.clone();
     let (revoked, revoked_rx) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Context {
@@ -117,6 +122,14 @@ pub async fn run(
         .watches_stream(streams.provider_assignments, move |rb: RoleBinding| {
             by_labels(rb.labels())
         })
+        // The admission policy bounding role assigners came or went: every
+        // Delegation (rare; a reconcile at rest writes nothing).
+        .watches_stream(streams.assignment_policy, move |_| {
+            every_delegation(&enforcement_store)
+        })
+        .watches_stream(streams.assignment_policy_binding, move |_| {
+            every_delegation(&enforcement_store_2)
+        })
         .watches_stream(streams.revisions, move |r: ControllerRevision| {
             by_labels(r.labels())
         })
@@ -139,9 +152,23 @@ pub async fn run(
             let mut refs: HashSet<ObjectRef<Delegation>> = rb_store
                 .state()
                 .iter()
+                .chain(assigned_store.state().iter())
                 .filter(|rb| rb.role_ref.kind == "ClusterRole" && rb.role_ref.name == name)
                 .filter_map(|rb| keys::delegation_of(rb.labels()))
                 .collect();
+            // Role assigners who may bind it.
+            refs.extend(
+                role_store
+                    .state()
+                    .iter()
+                    .filter(|r| {
+                        r.rules.iter().flatten().any(|rule| {
+                            rule.verbs.iter().any(|v| v == "bind")
+                                && rule.resource_names.iter().flatten().any(|n| *n == name)
+                        })
+                    })
+                    .filter_map(|r| keys::delegation_of(r.labels())),
+            );
             refs.extend(
                 not_ready_store
                     .state()
@@ -248,6 +275,15 @@ pub async fn run(
     );
 }
 
+/// A reference to every cached Delegation.
+fn every_delegation(store: &Store<Delegation>) -> Vec<ObjectRef<Delegation>> {
+    store
+        .state()
+        .iter()
+        .map(|d| ObjectRef::from_obj(d.as_ref()))
+        .collect()
+}
+
 type Trigger<K> = futures::channel::mpsc::UnboundedSender<ObjectRef<K>>;
 type Triggers<K> = futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>;
 
@@ -269,6 +305,7 @@ struct PolicyWiring {
     delegations: Store<Delegation>,
     delegations_by_namespace: Arc<Index<Delegation>>,
     delegation_trigger: Trigger<Delegation>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
 }
 
 impl PolicyWiring {
@@ -287,7 +324,56 @@ impl PolicyWiring {
             delegations: caches.delegations.clone(),
             delegations_by_namespace: caches.delegations_by_namespace.clone(),
             delegation_trigger,
+            namespaces: caches.namespaces.clone(),
         }
+    }
+
+    /// Triggers of `key` (`tenant:<t>` or `namespace:<n>`) for both kinds.
+    fn trigger_policies(
+        key: &str,
+        cluster_by_provider: &Index<ClusterProviderPolicy>,
+        by_provider: &Index<ProviderPolicy>,
+        cluster_trigger: &Trigger<ClusterProviderPolicy>,
+        trigger: &Trigger<ProviderPolicy>,
+    ) {
+        for policy in cluster_by_provider.get(key) {
+            let _ = cluster_trigger.unbounded_send(policy);
+        }
+        for policy in by_provider.get(key) {
+            let _ = trigger.unbounded_send(policy);
+        }
+    }
+
+    /// Offer events, re-checking the policies that allow the offer's
+    /// tenant: their status lists only namespaces holding an offer.
+    fn offers(
+        &self,
+        events: impl futures::Stream<Item = Result<ManagedServiceOffer, kube::runtime::watcher::Error>>
+        + Send
+        + 'static,
+    ) -> impl futures::Stream<Item = Result<ManagedServiceOffer, kube::runtime::watcher::Error>>
+    + Send
+    + 'static {
+        let (cluster_by_provider, by_provider) =
+            (self.cluster_by_provider.clone(), self.by_provider.clone());
+        let (cluster_trigger, trigger) = (self.cluster_trigger.clone(), self.trigger.clone());
+        let namespaces = self.namespaces.clone();
+        events.inspect_ok(move |offer| {
+            let name = offer.namespace().unwrap_or_default();
+            let tenant = namespaces
+                .get(&ObjectRef::new(&name))
+                .map(|ns| tenancy::tenant_of(&name, ns.labels()))
+                .unwrap_or_else(|| name.clone());
+            for key in [format!("tenant:{tenant}"), format!("namespace:{name}")] {
+                Self::trigger_policies(
+                    &key,
+                    &cluster_by_provider,
+                    &by_provider,
+                    &cluster_trigger,
+                    &trigger,
+                );
+            }
+        })
     }
 
     /// Namespace events, re-checking the policies that allow the namespace's
@@ -309,12 +395,13 @@ impl PolicyWiring {
                 format!("namespace:{name}"),
             ];
             for key in &keys {
-                for policy in cluster_by_provider.get(key) {
-                    let _ = cluster_trigger.unbounded_send(policy);
-                }
-                for policy in by_provider.get(key) {
-                    let _ = trigger.unbounded_send(policy);
-                }
+                Self::trigger_policies(
+                    key,
+                    &cluster_by_provider,
+                    &by_provider,
+                    &cluster_trigger,
+                    &trigger,
+                );
             }
         })
     }
