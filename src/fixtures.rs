@@ -253,3 +253,28 @@ pub fn activation(
     activation.metadata.namespace = Some(namespace.into());
     activation
 }
+
+/// The decision accepting `plan` (of provider tenant `acme`, customer
+/// tenant `fabrikam`) in `namespaces` with their states.
+pub fn accepted_decision(
+    plan: AcceptedPlan,
+    namespaces: &[(&str, crate::delegation::validate::NamespaceState)],
+) -> crate::delegation::validate::Decision {
+    crate::delegation::validate::Decision {
+        customer_tenant: "fabrikam".into(),
+        managed_by_tenant: Some("acme".into()),
+        latest_version: Some(plan.version.clone()),
+        latest_authorizations: Vec::new(),
+        offer_present: true,
+        outcome: Ok(crate::delegation::validate::Accepted {
+            plan,
+            new_snapshot: false,
+            namespaces: namespaces
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.clone()))
+                .collect(),
+            activations: Vec::new(),
+            audited: Vec::new(),
+        }),
+    }
+}

@@ -44,25 +44,9 @@ async fn can_read(client: &Client, namespace: &str) -> bool {
     can_list::<ConfigMap>(client, namespace).await
 }
 
+/// Waits until `client` may (or may not) read ConfigMaps in `namespace`.
 async fn wait_read(client: &Client, namespace: &str, expected: bool) {
-    msp_testenv::wait_until(
-        TIMEOUT,
-        &format!("read ConfigMaps in {namespace} == {expected}"),
-        || {
-            let client = client.clone();
-            let namespace = namespace.to_string();
-            async move {
-                let can = can_read(&client, &namespace).await;
-                if can == expected {
-                    Ok(())
-                } else {
-                    Err(format!("can={can}"))
-                }
-            }
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    wait_can_list::<ConfigMap>(client, namespace, expected).await
 }
 
 /// Sets `labels` on namespace `name` (merge patch).

@@ -110,37 +110,23 @@ pub async fn keep_consented(
 mod tests {
     use super::*;
     use crate::api::PrincipalKind;
-    use crate::delegation::validate::Accepted;
     use crate::fixtures;
     use k8s_openapi::api::rbac::v1::{RoleRef, Subject};
 
     fn decision(states: &[(&str, NamespaceState)], roles: &[&str]) -> Decision {
-        Decision {
-            customer_tenant: "fabrikam".into(),
-            managed_by_tenant: Some("acme".into()),
-            latest_version: None,
-            latest_authorizations: Vec::new(),
-            offer_present: true,
-            outcome: Ok(Accepted {
-                plan: fixtures::accepted(
-                    ("provider", "offer"),
-                    "acme",
-                    "p",
-                    "1.0.0",
-                    vec![
-                        fixtures::auth(PrincipalKind::User, "alice", "view"),
-                        fixtures::assigner(PrincipalKind::Group, "automation", roles),
-                    ],
-                ),
-                new_snapshot: false,
-                namespaces: states
-                    .iter()
-                    .map(|(n, s)| (n.to_string(), s.clone()))
-                    .collect(),
-                activations: Vec::new(),
-                audited: Vec::new(),
-            }),
-        }
+        fixtures::accepted_decision(
+            fixtures::accepted(
+                ("provider", "offer"),
+                "acme",
+                "p",
+                "1.0.0",
+                vec![
+                    fixtures::auth(PrincipalKind::User, "alice", "view"),
+                    fixtures::assigner(PrincipalKind::Group, "automation", roles),
+                ],
+            ),
+            states,
+        )
     }
 
     fn binding(namespace: &str, name: &str, kind: &str, role: &str) -> Arc<RoleBinding> {

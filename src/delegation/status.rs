@@ -392,33 +392,20 @@ mod tests {
     }
 
     fn accepted(states: &[(&str, NamespaceState)]) -> Decision {
-        Decision {
-            customer_tenant: "fabrikam".into(),
-            managed_by_tenant: Some("acme".into()),
-            latest_version: Some("1.0.0".into()),
-            latest_authorizations: Vec::new(),
-            offer_present: true,
-            outcome: Ok(Accepted {
-                plan: fixtures::accepted(
-                    ("provider", "offer"),
-                    "acme",
-                    "p",
-                    "1.0.0",
-                    vec![
-                        auth(PrincipalKind::User, "alice", "reader"),
-                        auth(PrincipalKind::User, "bob", "reader"),
-                        auth(PrincipalKind::Group, "ops", "operator"),
-                    ],
-                ),
-                new_snapshot: false,
-                namespaces: states
-                    .iter()
-                    .map(|(n, s)| (n.to_string(), s.clone()))
-                    .collect(),
-                activations: Vec::new(),
-                audited: Vec::new(),
-            }),
-        }
+        fixtures::accepted_decision(
+            fixtures::accepted(
+                ("provider", "offer"),
+                "acme",
+                "p",
+                "1.0.0",
+                vec![
+                    auth(PrincipalKind::User, "alice", "reader"),
+                    auth(PrincipalKind::User, "bob", "reader"),
+                    auth(PrincipalKind::Group, "ops", "operator"),
+                ],
+            ),
+            states,
+        )
     }
 
     fn both_grantable() -> Decision {

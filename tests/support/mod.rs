@@ -307,18 +307,33 @@ pub async fn can(
 
 /// Waits until `client`'s access to pods in `ns` is `expected`.
 pub async fn wait_access(client: &Client, ns: &str, expected: bool) {
-    msp_testenv::wait_until(TIMEOUT, &format!("list pods in {ns} == {expected}"), || {
-        let client = client.clone();
-        let ns = ns.to_string();
-        async move {
-            let can = can_list_pods(&client, &ns).await;
-            if can == expected {
-                Ok(())
-            } else {
-                Err(format!("can={can}"))
+    wait_can_list::<k8s_openapi::api::core::v1::Pod>(client, ns, expected).await
+}
+
+/// Waits until whether `client` may list `K` in `ns` is `expected`.
+pub async fn wait_can_list<K>(client: &Client, ns: &str, expected: bool)
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    msp_testenv::wait_until(
+        TIMEOUT,
+        &format!("list {} in {ns} == {expected}", K::plural(&())),
+        || {
+            let client = client.clone();
+            let ns = ns.to_string();
+            async move {
+                let can = can_list::<K>(&client, &ns).await;
+                if can == expected {
+                    Ok(())
+                } else {
+                    Err(format!("can={can}"))
+                }
             }
-        }
-    })
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));
 }
