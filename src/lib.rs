@@ -6,9 +6,11 @@
 //!
 //! The layout follows the work: [`api`] (the kinds and their CRDs),
 //! [`domain`] (the model's rules, pure), [`delegation`] (the grant pipeline,
-//! one module per step), [`offer`] (offer status), [`runtime`] (caches,
-//! writer, errors, metrics, the wiring of both controllers) and [`app`] (what
-//! the binary adds: leader election, HTTP endpoints, telemetry).
+//! one module per step), [`activation`] (just-in-time access), [`offer`]
+//! (offer status), [`provider_policy`] (allowed providers, for admission),
+//! [`runtime`] (caches, writer, errors, metrics, the wiring of the
+//! controllers) and [`app`] (what the binary adds: leader election, HTTP
+//! endpoints, telemetry).
 
 pub mod activation;
 pub mod api;

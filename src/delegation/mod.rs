@@ -7,7 +7,9 @@
 //! [`consent`] (a consent never recorded before is checked against the
 //! consenter's own rights, then recorded) → [`build`] the desired RBAC
 //! objects (pure) → [`apply`] only what differs
-//! (and prune what no longer belongs) → [`status`] written only when it
+//! (and prune what no longer belongs) → [`assignments`] (keep only the
+//! RoleBindings a provider made that the consent still covers) → [`status`]
+//! written only when it
 //! changed, with its [`events`]. When everything already matches, a
 //! reconcile writes nothing. A deleted Delegation goes to [`cleanup`]. After a
 //! start, no reconcile runs before [`revoke`] has revoked what changed while

@@ -1,7 +1,8 @@
-//! Starts both controllers on one watch per kind: the caches' event streams
-//! drive the Delegation controller, and the offer controller takes its
-//! triggers from the same watches of delegations and offers instead of
-//! opening watches of its own (as in kube's `shared_stream_controllers`).
+//! Starts the controllers on one watch per kind: the caches' event streams
+//! drive the Delegation controller, and the offer, Activation and
+//! provider-policy controllers take their triggers from the same watches
+//! instead of opening watches of their own (as in kube's
+//! `shared_stream_controllers`).
 
 use crate::api::{
     Activation, ClusterProviderPolicy, Delegation, ManagedServiceOffer, ProviderPolicy,
