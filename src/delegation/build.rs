@@ -221,22 +221,11 @@ fn assigner_role_for(
     delegated: &[String],
     labels: &BTreeMap<String, String>,
 ) -> Role {
-    let rule =
-        |group: &str, resource: &str, verbs: &[&str], names: Option<Vec<String>>| PolicyRule {
-            api_groups: Some(vec![group.into()]),
-            resources: Some(vec![resource.into()]),
-            resource_names: names,
-            verbs: verbs.iter().map(|v| v.to_string()).collect(),
-            ..Default::default()
-        };
-    Role {
-        metadata: ObjectMeta {
-            name: Some(role_name.into()),
-            namespace: Some(namespace.into()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        },
-        rules: Some(vec![
+    managed_role(
+        role_name,
+        namespace,
+        labels,
+        vec![
             rule(
                 RBAC_GROUP,
                 "rolebindings",
@@ -256,7 +245,36 @@ fn assigner_role_for(
                 &["create"],
                 Some(vec![assignment_marker(delegation)]),
             ),
-        ]),
+        ],
+    )
+}
+
+/// A Role the operator writes: `name` in `namespace` with its labels.
+fn managed_role(
+    name: &str,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    rules: Vec<PolicyRule>,
+) -> Role {
+    Role {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        },
+        rules: Some(rules),
+    }
+}
+
+/// One rule: `verbs` on `group`/`resource`, limited to `names` when given.
+fn rule(group: &str, resource: &str, verbs: &[&str], names: Option<Vec<String>>) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(vec![resource.into()]),
+        resource_names: names,
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        ..Default::default()
     }
 }
 
@@ -319,21 +337,17 @@ fn deleter_role_for(
     role_name: &str,
     labels: &BTreeMap<String, String>,
 ) -> Role {
-    Role {
-        metadata: ObjectMeta {
-            name: Some(role_name.into()),
-            namespace: Some(namespace.into()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        },
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![crate::api::GROUP.into()]),
-            resources: Some(vec!["delegations".into()]),
-            resource_names: Some(vec![delegation_name.into()]),
-            verbs: vec!["get".into(), "delete".into()],
-            ..Default::default()
-        }]),
-    }
+    managed_role(
+        role_name,
+        namespace,
+        labels,
+        vec![rule(
+            crate::api::GROUP,
+            "delegations",
+            &["get", "delete"],
+            Some(vec![delegation_name.into()]),
+        )],
+    )
 }
 
 /// What identifies a subject: kind, namespace, name (and the sort order of
