@@ -11,7 +11,7 @@
 //!    best of two runs each: (a) *required writes* — exactly the write set
 //!    the design needs per Delegation (its labels and finalizer, the consent
 //!    check's SubjectAccessReview, the consent record, the RoleBindings, the
-//!    status patch, one Event); (b) *raw grant
+//!    status patch, the provider's record, one Event); (b) *raw grant
 //!    writes* — the RoleBindings alone (2 per customer, 5 subjects each).
 //! 2. Cold convergence: offers, namespaces and delegations exist; the operator
 //!    starts; time until every Delegation is Ready.
@@ -272,6 +272,14 @@ async fn required_writes(admin: &Client, client: &Client, sizes: Sizes, round: u
                 )
                 .await;
             let _ = api.delete(&d.name_any(), &DeleteParams::default()).await;
+            let records: Api<msp_operator::api::CustomerDelegation> =
+                Api::namespaced(admin.clone(), &d.spec.offer_ref.namespace);
+            let _ = records
+                .delete(
+                    &msp_operator::api::CustomerDelegation::name_for(&ns, &d.name_any()),
+                    &DeleteParams::default(),
+                )
+                .await;
             let revisions: Api<ControllerRevision> = Api::namespaced(admin.clone(), &ns);
             let _ = revisions
                 .delete_collection(
@@ -296,7 +304,8 @@ async fn required_writes(admin: &Client, client: &Client, sizes: Sizes, round: u
 
 /// The requests of one Delegation, in the operator's order: its labels and
 /// cleanup finalizer, the consent check (a SubjectAccessReview), the consent
-/// record, the grants (side by side), the status, one Event.
+/// record, the grants (side by side), the status, the provider's record, one
+/// Event.
 async fn writes_of_one_delegation(client: &Client, d: Delegation) {
     use msp_operator::delegation::{apply, build, snapshot, status};
     let ns = d.namespace().unwrap_or_default();
@@ -381,6 +390,19 @@ async fn writes_of_one_delegation(client: &Client, d: Delegation) {
         )
         .await
         .expect("status");
+    // The provider's record of the Delegation ("My customers").
+    let mut record = msp_operator::delegation::records::build(
+        &d,
+        &computed,
+        Some(&offer(o, "1.0.0", "msp-operator:reader")),
+        &[],
+    )
+    .expect("record");
+    unmanaged(&mut record.metadata.labels);
+    Api::<msp_operator::api::CustomerDelegation>::namespaced(client.clone(), &offer_ref.namespace)
+        .create(&PostParams::default(), &record)
+        .await
+        .expect("provider's record");
     let event = k8s_openapi::api::events::v1::Event {
         metadata: ObjectMeta {
             // Named as the operator names its Events: object, time in hex.
@@ -451,6 +473,7 @@ fn accepted_status(
         managed_by_tenant: Some(plan.provider_tenant.clone()),
         latest_version: Some(plan.version.clone()),
         latest_authorizations: plan.authorizations.clone(),
+        latest_eligible: plan.eligible_authorizations.clone(),
         offer_present: true,
         outcome: Ok(validate::Accepted {
             plan,
@@ -759,11 +782,14 @@ async fn run_size(
         "crds/activations.yaml",
         "crds/clusterproviderpolicies.yaml",
         "crds/providerpolicies.yaml",
+        "crds/offercatalogs.yaml",
+        "crds/customerdelegations.yaml",
         "deploy/operator-clusterrole.yaml",
         "deploy/delegable-roles.yaml",
         "deploy/activation-roles.yaml",
         "deploy/admission-policies.yaml",
         "deploy/provider-policies.yaml",
+        "deploy/views.yaml",
         "deploy/consent-recorder.yaml",
     ] {
         manifests::apply_yaml(&admin, &read(file), "msp-bench", "default").await?;

@@ -265,6 +265,7 @@ pub fn accepted_decision(
         managed_by_tenant: Some("acme".into()),
         latest_version: Some(plan.version.clone()),
         latest_authorizations: Vec::new(),
+        latest_eligible: Vec::new(),
         offer_present: true,
         outcome: Ok(crate::delegation::validate::Accepted {
             plan,

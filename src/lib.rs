@@ -15,6 +15,7 @@
 pub mod activation;
 pub mod api;
 pub mod app;
+pub mod catalog;
 pub mod delegation;
 pub mod domain;
 pub mod fixtures;

@@ -494,6 +494,7 @@ async fn grants_follow_the_accepted_version_until_the_customer_raises_it() {
             version: "2.0.0".into(),
             added: vec![auth(PrincipalKind::User, &user, "msp-operator:operator")],
             removed: vec![auth(PrincipalKind::User, &user, "msp-operator:reader")],
+            ..PendingUpdate::default()
         })
     );
     assert_eq!(condition(&d, "Ready").map(|c| c.0), Some("True".into()));
@@ -1043,6 +1044,28 @@ async fn a_converged_delegation_costs_no_writes() {
     )
     .await;
     wait_condition(&admin, &w.customer, "d", "Ready", "True", None).await;
+    // The customer's catalog and the provider's record of the Delegation
+    // are written once, and then never again at rest either.
+    let catalogs: Api<OfferCatalog> = Api::namespaced(admin.clone(), &w.customer);
+    catalogs
+        .create(
+            &PostParams::default(),
+            &OfferCatalog::new(CATALOG_NAME, OfferCatalogSpec::default()),
+        )
+        .await
+        .expect("create catalog");
+    msp_testenv::wait_for(&catalogs, CATALOG_NAME, TIMEOUT, "catalog status", |c| {
+        c.status.as_ref().is_some_and(|s| s.plan_count == 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let records: Api<CustomerDelegation> = Api::namespaced(admin.clone(), &w.provider);
+    let record = CustomerDelegation::name_for(&w.customer, "d");
+    msp_testenv::wait_for(&records, &record, TIMEOUT, "the provider's record", |r| {
+        r.spec.ready
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     // Only this test's objects: the operator serves every test of the binary.
     let ours = [w.provider.name(), w.customer.name(), w.customer_b.name()];
@@ -1053,8 +1076,23 @@ async fn a_converged_delegation_costs_no_writes() {
             .collect()
     };
     let before = mine(plane.writes_by(OPERATOR_USER));
+    // The provider's record costs at most one write per status write of
+    // the Delegation (it changes only when what the status says does).
+    let record_writes = before
+        .iter()
+        .filter(|l| l.contains(" customerdelegations "))
+        .count();
+    let status_writes = before
+        .iter()
+        .filter(|l| l.starts_with("patch delegations/status "))
+        .count();
+    assert!(
+        (1..=status_writes).contains(&record_writes),
+        "{record_writes} record writes for {status_writes} status writes: {before:#?}"
+    );
     // Events that reach the operator without changing anything: an annotation
-    // on the delegation, a label on the offer, a label on a namespace.
+    // on the delegation, a label on the offer (every catalog is checked
+    // again), a label on a namespace.
     let delegations: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
     delegations
         .patch(
@@ -1072,6 +1110,14 @@ async fn a_converged_delegation_costs_no_writes() {
         )
         .await
         .expect("label offer");
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+        .patch(
+            w.customer.name(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"touched": "1"}}})),
+        )
+        .await
+        .expect("label namespace");
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let after = mine(plane.writes_by(OPERATOR_USER));
     let new: Vec<&String> = after.iter().skip(before.len()).collect();

@@ -415,9 +415,9 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
         count_by_kind(&objects),
         BTreeMap::from(
             [
-                ("ClusterRole", 9),
+                ("ClusterRole", 12),
                 ("ClusterRoleBinding", 1),
-                ("CustomResourceDefinition", 5),
+                ("CustomResourceDefinition", 7),
                 ("Deployment", 1),
                 ("Lease", 1),
                 ("Role", 1),
@@ -470,6 +470,8 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
         "crds/activations.yaml",
         "crds/clusterproviderpolicies.yaml",
         "crds/providerpolicies.yaml",
+        "crds/offercatalogs.yaml",
+        "crds/customerdelegations.yaml",
     ] {
         assert_renders_file(&objects, file);
     }
@@ -487,6 +489,7 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
     assert_renders_file(&objects, "deploy/activation-roles.yaml");
     assert_renders_file(&objects, "deploy/admission-policies.yaml");
     assert_renders_file(&objects, "deploy/provider-policies.yaml");
+    assert_renders_file(&objects, "deploy/views.yaml");
 
     // The operator's ClusterRole: the rules of deploy/, with their reasons.
     let file = &repo_documents("deploy/operator-clusterrole.yaml")[0];
@@ -536,8 +539,8 @@ fn no_cluster_role_of_the_chart_holds_a_wildcard() {
         let roles = of_kind(&objects, "ClusterRole");
         assert_eq!(
             roles.len(),
-            9,
-            "the operator's role, the catalog, the 4 activation roles and the 2 provider-policy roles"
+            12,
+            "the operator's role, the catalog, the 4 activation roles, the 2 provider-policy roles and the 3 view roles"
         );
         let lease_roles = of_kind(&objects, "Role");
         assert_eq!(lease_roles.len(), 1, "the Lease Role");
@@ -793,7 +796,7 @@ fn crds_can_be_left_out_or_left_unkept() {
 
     let objects = render(&["crds.keep=false"]);
     let crds = of_kind(&objects, "CustomResourceDefinition");
-    assert_eq!(crds.len(), 5);
+    assert_eq!(crds.len(), 7);
     for crd in crds {
         assert!(
             crd["metadata"]["annotations"]

@@ -85,6 +85,8 @@ async fn bad_configuration_fails_fast_with_the_cause_and_the_fix() {
         "crds/activations.yaml",
         "crds/clusterproviderpolicies.yaml",
         "crds/providerpolicies.yaml",
+        "crds/offercatalogs.yaml",
+        "crds/customerdelegations.yaml",
     ] {
         let yaml =
             std::fs::read_to_string(msp_testenv::binaries::repo_root().join(file)).expect("crd");

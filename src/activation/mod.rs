@@ -268,6 +268,7 @@ mod tests {
             managed_by_tenant: Some("acme".into()),
             latest_version: None,
             latest_authorizations: Vec::new(),
+            latest_eligible: Vec::new(),
             offer_present: true,
             outcome: Ok(Accepted {
                 plan,

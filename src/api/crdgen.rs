@@ -4,7 +4,8 @@
 //! two differ, so the Rust types stay the single source of the API.
 
 use crate::api::{
-    Activation, ClusterProviderPolicy, Delegation, ManagedServiceOffer, ProviderPolicy,
+    Activation, ClusterProviderPolicy, CustomerDelegation, Delegation, ManagedServiceOffer,
+    OfferCatalog, ProviderPolicy,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -17,6 +18,8 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("activations.yaml", Activation::crd()),
         ("clusterproviderpolicies.yaml", ClusterProviderPolicy::crd()),
         ("providerpolicies.yaml", ProviderPolicy::crd()),
+        ("offercatalogs.yaml", OfferCatalog::crd()),
+        ("customerdelegations.yaml", CustomerDelegation::crd()),
     ]
 }
 

@@ -1,6 +1,6 @@
 //! `Delegation`: a customer's consent to one plan version for some of its namespaces.
 
-use super::{Authorization, Person};
+use super::{Authorization, EligibleAuthorization, Person};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -228,6 +228,17 @@ pub struct PendingUpdate {
     #[serde(default)]
     #[schemars(length(max = 20))]
     pub removed: Vec<Authorization>,
+    /// Eligible (just-in-time) authorizations the newer version adds, or
+    /// whose terms (role, maximum duration, approvers, justification) it
+    /// changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub eligible_added: Vec<EligibleAuthorization>,
+    /// Eligible authorizations of the accepted version the newer one drops
+    /// or changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub eligible_removed: Vec<EligibleAuthorization>,
 }
 
 /// Grants in one delegated namespace.

@@ -69,12 +69,16 @@ macro_rules! version_gt {
 }
 
 mod activation;
+mod catalog;
 pub mod crdgen;
+mod customer;
 mod delegation;
 mod offer;
 mod provider_policy;
 
 pub use activation::*;
+pub use catalog::*;
+pub use customer::*;
 pub use delegation::*;
 pub use offer::*;
 pub use provider_policy::*;

@@ -34,6 +34,7 @@ pub async fn cleanup(writer: &Writer, delegation: &Delegation) -> Result<(), Err
         return Ok(());
     };
     revoke_all(writer, delegation).await?;
+    super::records::remove(writer, delegation).await?;
     release_finalizer(writer, delegation, index).await
 }
 
@@ -212,12 +213,20 @@ pub async fn sweep_once(ctx: &Context, min_age: Duration) -> usize {
         in_scope,
         |o: &RoleBinding| old_enough(&o.metadata),
     );
+    // The providers' records of Delegations that are gone.
+    let customer_records = orphans(
+        &ctx.caches.customer_records.state(),
+        exists,
+        in_scope,
+        |o: &crate::api::CustomerDelegation| old_enough(&o.metadata),
+    );
     let mut removed = 0;
     for deleted in [
         delete_all(&ctx.writer, bindings).await,
         delete_all(&ctx.writer, roles).await,
         delete_all(&ctx.writer, records).await,
         delete_all(&ctx.writer, provider_made).await,
+        delete_all(&ctx.writer, customer_records).await,
     ] {
         match deleted {
             Ok(n) => removed += n,

@@ -10,7 +10,8 @@
 //! (and prune what no longer belongs) → [`assignments`] (keep only the
 //! RoleBindings a provider made that the consent still covers) → [`status`]
 //! written only when it
-//! changed, with its [`events`]. When everything already matches, a
+//! changed, with its [`events`] → the provider's [`records`] ("My
+//! customers"). When everything already matches, a
 //! reconcile writes nothing. A deleted Delegation goes to [`cleanup`]. After a
 //! start, no reconcile runs before [`revoke`] has revoked what changed while
 //! the operator was away.
@@ -22,6 +23,7 @@ pub mod build;
 pub mod cleanup;
 pub mod consent;
 pub mod events;
+pub mod records;
 pub mod resolve;
 pub mod revoke;
 pub mod snapshot;
@@ -93,6 +95,13 @@ async fn grant(delegation: &Delegation, ctx: &Context) -> Result<Action, Error> 
         let occurrences = events::transitions(delegation, delegation.status.as_ref(), &status);
         events::publish(&ctx.writer, delegation, occurrences).await;
     }
+    let record = records::build(
+        delegation,
+        &status,
+        resolved.offer.as_deref(),
+        &resolved.activations,
+    );
+    records::publish(ctx, record).await?;
     if let Some(drift) = events::drift(&applied) {
         ctx.settings
             .metrics

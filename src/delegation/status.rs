@@ -6,7 +6,10 @@
 //! `Stalled` while it is not), `UpdateAvailable`, `OfferAvailable`, and the
 //! readiness of each delegated namespace.
 
-use crate::api::{Authorization, Delegation, DelegationStatus, NamespaceStatus, PendingUpdate};
+use crate::api::{
+    Authorization, Delegation, DelegationStatus, EligibleAuthorization, NamespaceStatus,
+    PendingUpdate,
+};
 use crate::delegation::apply::{Applied, Superseded};
 use crate::delegation::build::Desired;
 use crate::delegation::validate::{Accepted, Decision, NamespaceState, Refused};
@@ -49,10 +52,10 @@ pub fn compute(
         Ok(accepted) => {
             pending = decision.latest_version.as_deref().and_then(|latest| {
                 pending_update(
-                    &accepted.plan.authorizations,
-                    &accepted.plan.version,
-                    latest,
-                    &decision.latest_authorizations,
+                    (&accepted.plan.version, &accepted.plan.authorizations),
+                    &accepted.plan.eligible_authorizations,
+                    (latest, &decision.latest_authorizations),
+                    &decision.latest_eligible,
                 )
             });
             applied_version = Some(accepted.plan.version.clone());
@@ -97,32 +100,37 @@ pub fn compute(
     }
 }
 
-/// What raising the Delegation to `latest` would change, when `latest` is
-/// newer than what is in force (pure).
+/// What raising the Delegation to `latest` (its version and
+/// authorizations, and its eligible authorizations) would change, when
+/// `latest` is newer than what is in force (pure).
 pub fn pending_update(
-    in_force: &[Authorization],
-    in_force_version: &str,
-    latest_version: &str,
-    latest: &[Authorization],
+    (in_force_version, in_force): (&str, &[Authorization]),
+    in_force_eligible: &[EligibleAuthorization],
+    (latest_version, latest): (&str, &[Authorization]),
+    latest_eligible: &[EligibleAuthorization],
 ) -> Option<PendingUpdate> {
     if !version_gt(latest_version, in_force_version) {
         return None;
     }
-    let only_in = |these: &[Authorization], those: &[Authorization]| {
-        let mut only: Vec<Authorization> = these
-            .iter()
-            .filter(|a| !those.contains(a))
-            .cloned()
-            .collect();
-        only.sort();
-        only.dedup();
-        only
-    };
     Some(PendingUpdate {
         version: latest_version.to_string(),
         added: only_in(latest, in_force),
         removed: only_in(in_force, latest),
+        eligible_added: only_in(latest_eligible, in_force_eligible),
+        eligible_removed: only_in(in_force_eligible, latest_eligible),
     })
+}
+
+/// The items of `these` that `those` lacks, sorted, without repeats.
+fn only_in<T: Ord + Clone>(these: &[T], those: &[T]) -> Vec<T> {
+    let mut only: Vec<T> = these
+        .iter()
+        .filter(|a| !those.contains(a))
+        .cloned()
+        .collect();
+    only.sort();
+    only.dedup();
+    only
 }
 
 /// Readiness of each delegated namespace: Ready when grantable and every
@@ -257,10 +265,12 @@ fn update_condition(
             true,
             Reason::NewerVersionPublished,
             format!(
-                "version {latest} of plan {:?} is published; it adds {} and removes {} authorization(s) (see status.pendingUpdate); set spec.planVersion to {latest} to accept it",
+                "version {latest} of plan {:?} is published; it adds {} and removes {} authorization(s), and adds {} and removes {} eligible authorization(s) (see status.pendingUpdate); set spec.planVersion to {latest} to accept it",
                 delegation.spec.plan,
                 update.added.len(),
                 update.removed.len(),
+                update.eligible_added.len(),
+                update.eligible_removed.len(),
                 latest = update.version,
             ),
         ),
@@ -636,6 +646,7 @@ mod tests {
                 version: "1.10.0".into(),
                 added: vec![auth(PrincipalKind::Group, "ops", "editor")],
                 removed: vec![auth(PrincipalKind::User, "alice", "reader")],
+                ..PendingUpdate::default()
             }),
             "the customer sees what accepting 1.10.0 would change"
         );
@@ -653,40 +664,64 @@ mod tests {
         let editor = auth(PrincipalKind::Group, "ops", "editor");
         let in_force = [reader.clone(), alice.clone()];
         assert_eq!(
-            pending_update(&in_force, "1.0.0", "1.0.0", &in_force),
+            pending_update(("1.0.0", &in_force), &[], ("1.0.0", &in_force), &[]),
             None,
             "the same version is no update"
         );
         assert_eq!(
-            pending_update(&in_force, "2.0.0", "1.9.0", std::slice::from_ref(&editor)),
+            pending_update(
+                ("2.0.0", &in_force),
+                &[],
+                ("1.9.0", std::slice::from_ref(&editor)),
+                &[]
+            ),
             None,
             "an older latest version is no update"
         );
         assert_eq!(
             pending_update(
-                &in_force,
-                "1.0.0",
-                "1.1.0",
-                &[alice.clone(), reader.clone()]
+                ("1.0.0", &in_force),
+                &[],
+                ("1.1.0", &[alice.clone(), reader.clone()]),
+                &[]
             ),
             Some(PendingUpdate {
                 version: "1.1.0".into(),
-                added: vec![],
-                removed: vec![],
+                ..PendingUpdate::default()
             }),
             "a reordered plan changes nothing"
         );
         let update = pending_update(
-            &in_force,
-            "1.0.0",
-            "2.0.0",
-            &[editor.clone(), editor.clone()],
+            ("1.0.0", &in_force),
+            &[],
+            ("2.0.0", &[editor.clone(), editor.clone()]),
+            &[],
         )
         .expect("newer");
         assert_eq!(update.added, vec![editor]);
         let mut removed = vec![reader, alice];
         removed.sort();
         assert_eq!(update.removed, removed);
+    }
+
+    #[test]
+    fn a_pending_update_lists_changed_eligible_terms() {
+        let reader = [auth(PrincipalKind::Group, "ops", "reader")];
+        let oncall = crate::fixtures::person(crate::api::PersonKind::Group, "oncall");
+        let short = crate::fixtures::eligible(oncall.clone(), "editor", "1h", vec![]);
+        let mut long = short.clone();
+        long.max_duration = "4h".into();
+        let admin = crate::fixtures::eligible(oncall, "admin", "1h", vec![]);
+        let update = pending_update(
+            ("1.0.0", &reader),
+            &[short.clone(), admin.clone()],
+            ("1.1.0", &reader),
+            &[long.clone(), admin],
+        )
+        .expect("newer");
+        assert!(update.added.is_empty() && update.removed.is_empty());
+        assert_eq!(update.eligible_added, vec![long], "the longer term is new");
+        assert_eq!(update.eligible_removed, vec![short], "the shorter one goes");
     }
 
     #[test]

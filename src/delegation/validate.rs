@@ -6,9 +6,10 @@
 //! reason and message name the field and the fix. Refusal grants nothing: a
 //! delegation is never partly accepted.
 
-use crate::api::{Authorization, Delegation, ManagedServiceOffer, PolicyMode, Visibility};
+use crate::api::{Authorization, Delegation, ManagedServiceOffer, PolicyMode};
 use crate::delegation::resolve::Resolved;
 use crate::domain::authorization::{self, Problem};
+use crate::domain::catalog::visible_to;
 use crate::domain::conditions::Reason;
 use crate::domain::consent::AcceptedPlan;
 use crate::domain::delegability::{Refusal, RoleCatalog};
@@ -65,6 +66,8 @@ pub struct Decision {
     /// The authorizations of that version when it is not the requested one
     /// (empty otherwise).
     pub latest_authorizations: Vec<Authorization>,
+    /// The eligible authorizations of that version, likewise.
+    pub latest_eligible: Vec<crate::api::EligibleAuthorization>,
     /// The offer currently exists.
     pub offer_present: bool,
     /// Accepted, or refused.
@@ -163,6 +166,10 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
             .filter(|p| visible_to(p, &customer_tenant) && p.version != spec.plan_version)
             .map(|p| p.authorizations.clone())
             .unwrap_or_default(),
+        latest_eligible: current_plan
+            .filter(|p| visible_to(p, &customer_tenant) && p.version != spec.plan_version)
+            .and_then(|p| p.eligible_authorizations.clone())
+            .unwrap_or_default(),
         offer_present: inputs.offer.is_some(),
         outcome: refused(Reason::Progressing, String::new()),
     };
@@ -214,16 +221,6 @@ fn lost_record(
             delegation.spec.plan_version
         ),
     )
-}
-
-/// True when tenant `customer_tenant` may see and accept `plan`.
-fn visible_to(plan: &crate::api::Plan, customer_tenant: &str) -> bool {
-    plan.visibility == Visibility::Public
-        || plan
-            .audience
-            .iter()
-            .flatten()
-            .any(|t| t.0 == customer_tenant)
 }
 
 /// What the checks below all read.
@@ -674,6 +671,18 @@ mod tests {
         o: &ManagedServiceOffer,
         policies: &[(String, Applying)],
     ) -> Decision {
+        decide_controls(d, o, policies, true)
+    }
+
+    /// The decision for `d` on `o` (every role delegable) under the
+    /// platform's controls: `policies`, and whether the admission policy
+    /// bounding role assigners is in force.
+    fn decide_controls(
+        d: &Delegation,
+        o: &ManagedServiceOffer,
+        policies: &[(String, Applying)],
+        assignments_enforced: bool,
+    ) -> Decision {
         decide(&Inputs {
             delegation: d,
             offer: Some(o),
@@ -684,7 +693,7 @@ mod tests {
             workload: &|_| Vec::new(),
             targets: &d.target_namespaces(),
             policies,
-            assignments_enforced: true,
+            assignments_enforced,
         })
     }
 
@@ -714,20 +723,7 @@ mod tests {
             .push(fixtures::assigner(PrincipalKind::User, "bot", &["reader"]));
         let o = offer(vec![p]);
         let d = delegation("cust-a", "1.0.0", None);
-        let with = |enforced: bool| {
-            decide(&Inputs {
-                delegation: &d,
-                offer: Some(&o),
-                snapshot: None,
-                carried: None,
-                namespace: &namespaces,
-                role: &all_delegable,
-                workload: &|_| Vec::new(),
-                targets: &d.target_namespaces(),
-                policies: &[],
-                assignments_enforced: enforced,
-            })
-        };
+        let with = |enforced: bool| decide_controls(&d, &o, &[], enforced);
         assert!(with(true).outcome.is_ok());
         let refused = with(false).outcome.expect_err("refused");
         assert_eq!(refused.reason, Reason::AssignmentNotEnforced);

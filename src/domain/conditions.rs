@@ -120,6 +120,11 @@ pub enum Reason {
     /// The plan has a role-assigner authorization and the admission policy
     /// that bounds it is not installed: nothing is granted.
     AssignmentNotEnforced,
+    /// OfferCatalog: it lists every offer and plan the tenant may accept.
+    Current,
+    /// OfferCatalog: more plans are offered to the tenant than a catalog
+    /// holds; set `spec.provider` to list one provider's.
+    Truncated,
 }
 
 impl Reason {
@@ -162,6 +167,8 @@ impl Reason {
             Reason::ProviderNotAllowed => "ProviderNotAllowed",
             Reason::RoleNotAllowed => "RoleNotAllowed",
             Reason::AssignmentNotEnforced => "AssignmentNotEnforced",
+            Reason::Current => "Current",
+            Reason::Truncated => "Truncated",
         }
     }
 }

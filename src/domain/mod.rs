@@ -5,6 +5,7 @@
 //! server, so every rule is unit-tested exhaustively.
 
 pub mod authorization;
+pub mod catalog;
 pub mod conditions;
 pub mod consent;
 pub mod delegability;

@@ -4,8 +4,8 @@
 //! reconcile), so a quiet cluster costs the API server nothing.
 
 use crate::api::{
-    Activation, ClusterProviderPolicy, Delegation, ManagedServiceOffer, ProviderPolicy,
-    ProviderPolicyKind,
+    Activation, ClusterProviderPolicy, CustomerDelegation, Delegation, ManagedServiceOffer,
+    OfferCatalog, ProviderPolicy, ProviderPolicyKind,
 };
 use crate::delegation::snapshot;
 use crate::domain::names;
@@ -85,6 +85,10 @@ pub struct Caches {
     pub assignment_policy: Store<ValidatingAdmissionPolicy>,
     /// See [`Caches::assignment_policy`].
     pub assignment_policy_binding: Store<ValidatingAdmissionPolicyBinding>,
+    /// The customers' catalogs.
+    pub catalogs: Store<OfferCatalog>,
+    /// The providers' records of their customers' Delegations.
+    pub customer_records: Store<CustomerDelegation>,
     /// Every store has had its initial list (latched by [`Caches::ready`]).
     synced: AtomicBool,
 }
@@ -120,6 +124,10 @@ pub struct Streams {
     pub assignment_policy: Events<ValidatingAdmissionPolicy>,
     /// Its binding.
     pub assignment_policy_binding: Events<ValidatingAdmissionPolicyBinding>,
+    /// Catalogs.
+    pub catalogs: Events<OfferCatalog>,
+    /// Customer records.
+    pub customer_records: Events<CustomerDelegation>,
 }
 
 impl Caches {
@@ -201,8 +209,13 @@ impl Caches {
             scope.clone(),
             keep_all,
         );
-        let (offers, offer_events) =
-            reflect(Api::all(client.clone()), all(), Vec::new(), scope, keep_all);
+        let (offers, offer_events) = reflect(
+            Api::all(client.clone()),
+            all(),
+            Vec::new(),
+            scope.clone(),
+            keep_all,
+        );
         // Policies apply wherever a Delegation reaches, so they are read
         // cluster-wide like tenancy.
         let cluster_policies_by_provider = Arc::new(Index::new(
@@ -244,6 +257,20 @@ impl Caches {
             None,
             keep_all,
         );
+        let (catalogs, catalog_events) = reflect(
+            Api::all(client.clone()),
+            all(),
+            Vec::new(),
+            scope.clone(),
+            keep_all,
+        );
+        let (customer_records, customer_record_events) = reflect(
+            Api::all(client.clone()),
+            managed(),
+            Vec::new(),
+            scope.clone(),
+            keep_all,
+        );
         let caches = Self {
             offers,
             delegations,
@@ -269,6 +296,8 @@ impl Caches {
             policies_by_provider,
             assignment_policy,
             assignment_policy_binding,
+            catalogs,
+            customer_records,
             synced: AtomicBool::new(false),
         };
         let streams = Streams {
@@ -285,6 +314,8 @@ impl Caches {
             policies: Box::pin(policy_events),
             assignment_policy: Box::pin(assignment_policy_events),
             assignment_policy_binding: Box::pin(assignment_policy_binding_events),
+            catalogs: Box::pin(catalog_events),
+            customer_records: Box::pin(customer_record_events),
         };
         (caches, streams)
     }
@@ -322,6 +353,8 @@ impl Caches {
         settle!(self.policies);
         settle!(self.assignment_policy);
         settle!(self.assignment_policy_binding);
+        settle!(self.catalogs);
+        settle!(self.customer_records);
         self.synced.store(true, Ordering::Release);
     }
 

@@ -5,7 +5,8 @@
 //! `shared_stream_controllers`).
 
 use crate::api::{
-    Activation, ClusterProviderPolicy, Delegation, ManagedServiceOffer, ProviderPolicy,
+    Activation, CATALOG_NAME, ClusterProviderPolicy, CustomerDelegation, Delegation,
+    ManagedServiceOffer, ProviderPolicy,
 };
 use crate::domain::conditions::delegation_ready;
 use crate::domain::tenancy;
@@ -16,7 +17,7 @@ use crate::runtime::gauges;
 use crate::runtime::index::Index;
 use crate::runtime::keys;
 use crate::runtime::writer::Writer;
-use crate::{activation, delegation, offer, provider_policy};
+use crate::{activation, catalog, delegation, offer, provider_policy};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Namespace;
@@ -87,6 +88,22 @@ pub async fn run(
     let policy_wiring = PolicyWiring::new(&caches, delegation_trigger_for_policies);
     let offer_events = policy_wiring.offers(offer_events);
     let namespace_events = policy_wiring.namespaces(streams.namespaces);
+    // Customers' catalogs follow every offer (offers change rarely, and a
+    // catalog whose projection did not change is not written) and their
+    // namespace's tenant.
+    let (catalog_trigger, catalog_triggers) = futures::channel::mpsc::unbounded();
+    let namespace_catalog_trigger = catalog_trigger.clone();
+    let catalog_store = caches.catalogs.clone();
+    let every_catalog = caches.catalogs.clone();
+    let offer_events = offer_events.inspect_ok(move |_: &ManagedServiceOffer| {
+        for c in every_catalog.state() {
+            let _ = catalog_trigger.unbounded_send(ObjectRef::from_obj(c.as_ref()));
+        }
+    });
+    let namespace_events = namespace_events.inspect_ok(move |ns: &PartialObjectMeta<Namespace>| {
+        let _ = namespace_catalog_trigger
+            .unbounded_send(ObjectRef::new(CATALOG_NAME).within(&ns.name_any()));
+    });
     let cluster_policy_events = policy_wiring.cluster_policies(streams.cluster_policies);
     let policy_events = policy_wiring.policies(streams.policies);
     let delegation_store = caches.delegations.clone();
@@ -120,6 +137,10 @@ pub async fn run(
             by_labels(rb.labels())
         })
         .watches_stream(streams.roles, move |r: Role| by_labels(r.labels()))
+        // A provider's record changed or deleted by someone else: restored.
+        .watches_stream(streams.customer_records, move |r: CustomerDelegation| {
+            by_labels(r.labels())
+        })
         .watches_stream(streams.provider_assignments, move |rb: RoleBinding| {
             by_labels(rb.labels())
         })
@@ -202,6 +223,17 @@ pub async fn run(
                 tracing::debug!(error = %e, "offer reconcile error");
             }
         });
+    let catalogs = Controller::for_stream(streams.catalogs, catalog_store)
+        .with_config(config.clone())
+        .reconcile_on(catalog_triggers)
+        .trigger_backoff(NoTriggerBackoff)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(catalog::reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "catalog reconcile error");
+            }
+        });
     // Activations: status, Events and expiry; their grants are the
     // Delegation controller's.
     let activations = Controller::for_stream(activation_events, activation_store)
@@ -268,6 +300,7 @@ pub async fn run(
         first,
         delegations,
         offers,
+        catalogs,
         activations,
         cluster_policies,
         policies,

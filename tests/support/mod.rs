@@ -57,11 +57,14 @@ pub fn install() -> &'static TestEnv {
                     "crds/activations.yaml",
                     "crds/clusterproviderpolicies.yaml",
                     "crds/providerpolicies.yaml",
+                    "crds/offercatalogs.yaml",
+                    "crds/customerdelegations.yaml",
                     "deploy/operator-clusterrole.yaml",
                     "deploy/delegable-roles.yaml",
                     "deploy/activation-roles.yaml",
                     "deploy/admission-policies.yaml",
                     "deploy/provider-policies.yaml",
+                    "deploy/views.yaml",
                     "deploy/consent-recorder.yaml",
                 ] {
                     manifests::apply_yaml(&client, &read(file), "msp-tests", "default")
@@ -168,6 +171,7 @@ where
     body["kind"] = K::kind(&()).into();
     if let Some(m) = body["metadata"].as_object_mut() {
         m.remove("resourceVersion");
+        m.remove("managedFields");
     }
     if let Some(o) = body.as_object_mut() {
         o.remove("status");

@@ -120,6 +120,7 @@ async fn run(operator: PathBuf) -> anyhow::Result<()> {
         "deploy/activation-roles.yaml",
         "deploy/admission-policies.yaml",
         "deploy/provider-policies.yaml",
+        "deploy/views.yaml",
         "deploy/consent-recorder.yaml",
     ] {
         let yaml = std::fs::read_to_string(root.join(file))?;
