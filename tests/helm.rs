@@ -415,7 +415,7 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
         count_by_kind(&objects),
         BTreeMap::from(
             [
-                ("ClusterRole", 12),
+                ("ClusterRole", 14),
                 ("ClusterRoleBinding", 1),
                 ("CustomResourceDefinition", 7),
                 ("Deployment", 1),
@@ -539,8 +539,8 @@ fn no_cluster_role_of_the_chart_holds_a_wildcard() {
         let roles = of_kind(&objects, "ClusterRole");
         assert_eq!(
             roles.len(),
-            12,
-            "the operator's role, the catalog, the 4 activation roles, the 2 provider-policy roles and the 3 view roles"
+            14,
+            "the operator's role, the catalog, the 4 activation roles, the 2 provider-policy roles and the 5 view roles"
         );
         let lease_roles = of_kind(&objects, "Role");
         assert_eq!(lease_roles.len(), 1, "the Lease Role");
