@@ -73,5 +73,5 @@ controlplane: controlplane-bins ## Run a local control plane in the foreground (
 	$(CARGO) run -q -p msp-testenv --bin msp-dev -- up
 
 run: controlplane-bins ## Control plane + CRDs + examples + the operator in the foreground
-	$(CARGO) build -q --bin msp-operator
+	$(CARGO) build -q --bin msp-operator --bin kubectl-msp
 	$(CARGO) run -q -p msp-testenv --bin msp-dev -- run --operator target/debug/msp-operator

@@ -135,11 +135,15 @@ async fn run(operator: PathBuf) -> anyhow::Result<()> {
     eprintln!("msp-dev: applied examples/*.yaml");
 
     let kubeconfig = kubeconfig_path();
+    // The kubectl plugin is built beside the operator (`make run`).
+    let plugin = operator.with_file_name("kubectl-msp");
     eprintln!(
-        "\nmsp-dev: running {} (Ctrl-C stops everything)\n  kubeconfig: {}\n  try:        KUBECONFIG={} kubectl get delegations -A\n",
+        "\nmsp-dev: running {} (Ctrl-C stops everything)\n  kubeconfig: {}\n  try:        KUBECONFIG={} kubectl get delegations -A\n  and:        KUBECONFIG={} {} offers -n fabrikam-web   (the kubectl plugin; `cargo install --path . --bin kubectl-msp` makes it `kubectl msp`)\n",
         operator.display(),
         kubeconfig.display(),
-        kubeconfig.display()
+        kubeconfig.display(),
+        kubeconfig.display(),
+        plugin.display()
     );
     let mut child = tokio::process::Command::new(&operator)
         .arg("run")
