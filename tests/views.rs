@@ -183,6 +183,51 @@ async fn a_customer_catalog_lists_what_its_tenant_may_accept_and_nothing_of_othe
         "a customer lists catalogs cluster-wide: {everywhere:?}"
     );
 
+    // Asking for another tenant's Private plan anyway: refused, and neither
+    // the refusal nor its Events name the plan's audience.
+    let admin = env().client().await;
+    let probe = fixtures::delegation(
+        &w.outsider,
+        "probe",
+        (&w.provider, "o"),
+        "vip",
+        "1.0.0",
+        None,
+    );
+    create(&admin, &probe).await;
+    wait_condition(
+        &admin,
+        &w.outsider,
+        "probe",
+        "Ready",
+        "False",
+        Some("NotInAudience"),
+    )
+    .await;
+    wait_event(&admin, &w.outsider, "probe", "NotInAudience").await;
+    let seen = Api::<Delegation>::namespaced(w.outsider_user.clone(), &w.outsider)
+        .get("probe")
+        .await
+        .expect("a viewer reads the Delegations of the namespace");
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(
+        w.outsider_user.clone(),
+        &w.outsider,
+    )
+    .list(&ListParams::default())
+    .await
+    .expect("events");
+    let text = format!(
+        "{}{}",
+        serde_json::to_string(&seen).expect("json"),
+        serde_json::to_string(&events.items).expect("json")
+    );
+    for leak in [&w.customer_tenant, &w.secret] {
+        assert!(
+            !text.contains(leak.as_str()),
+            "the refusal shows {leak:?}: {text}"
+        );
+    }
+
     // One catalog per namespace, by name.
     let api: Api<OfferCatalog> = Api::namespaced(w.customer_user.clone(), &w.customer);
     let other = OfferCatalog::new("mine", OfferCatalogSpec::default());
@@ -194,7 +239,6 @@ async fn a_customer_catalog_lists_what_its_tenant_may_accept_and_nothing_of_othe
 
     // The catalog follows the offer: a Private plan that comes to name the
     // tenant appears, and is the only change.
-    let admin = env().client().await;
     let offers: Api<ManagedServiceOffer> = Api::namespaced(admin.clone(), &w.provider);
     let mut offer = offers.get("o").await.expect("offer");
     for plan in &mut offer.spec.plans {
