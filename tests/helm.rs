@@ -822,8 +822,22 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
             RELEASE,
             "msp-operator:providerpolicies-admin",
             "msp-operator:providerpolicies-view",
+            "msp-operator:catalog-view",
+            "msp-operator:catalog-edit",
+            "msp-operator:customers-view",
+            "msp-operator:delegations-view",
+            "msp-operator:delegations-admin",
         ],
-        "delegableRoles.install=false leaves the operator's own ClusterRole, the activation and the provider-policy roles"
+        "delegableRoles.install=false leaves the operator's own ClusterRole, the activation, provider-policy and view roles"
+    );
+    let objects = render(&["views.install=false"]);
+    assert!(
+        of_kind(&objects, "ClusterRole")
+            .iter()
+            .all(|r| !name(r).starts_with("msp-operator:catalog")
+                && !name(r).starts_with("msp-operator:customers")
+                && !name(r).starts_with("msp-operator:delegations")),
+        "views.install=false renders no view role"
     );
     assert_eq!(of_kind(&objects, "ValidatingAdmissionPolicy").len(), 12);
 
@@ -833,7 +847,7 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
         4,
         "admissionPolicies.install=false leaves the allowed-providers policies (providerPolicies.install)"
     );
-    assert_eq!(of_kind(&objects, "ClusterRole").len(), 9);
+    assert_eq!(of_kind(&objects, "ClusterRole").len(), 14);
 
     let objects = render(&[
         "admissionPolicies.install=false",
@@ -841,7 +855,7 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
     ]);
     assert!(of_kind(&objects, "ValidatingAdmissionPolicy").is_empty());
     assert!(of_kind(&objects, "ValidatingAdmissionPolicyBinding").is_empty());
-    assert_eq!(of_kind(&objects, "ClusterRole").len(), 7);
+    assert_eq!(of_kind(&objects, "ClusterRole").len(), 12);
 
     let objects = render(&[
         "rbac.create=false",
@@ -850,8 +864,8 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
     ]);
     assert_eq!(
         of_kind(&objects, "ClusterRole").len(),
-        8,
-        "only the catalog, the activation and the provider-policy roles"
+        13,
+        "only the catalog, the activation, provider-policy and view roles"
     );
     assert!(of_kind(&objects, "ClusterRoleBinding").is_empty());
     assert!(
@@ -874,7 +888,7 @@ fn the_catalog_policies_and_rbac_can_be_left_out() {
         "crds.enabled=false,rbac.create=false,delegableRoles.install=false",
         "activationRoles.install=false",
         "admissionPolicies.install=false",
-        "providerPolicies.install=false,serviceAccount.create=false",
+        "providerPolicies.install=false,views.install=false,serviceAccount.create=false",
         "serviceAccount.name=msp-operator,image.repository=registry.example/msp-operator",
     ]);
     assert_eq!(

@@ -106,6 +106,8 @@ async fn the_cli_reads_well() {
             "activations.msp-operator.io",
             "clusterproviderpolicies.msp-operator.io",
             "providerpolicies.msp-operator.io",
+            "offercatalogs.msp-operator.io",
+            "customerdelegations.msp-operator.io",
         ]
     );
     let version = Command::new(OPERATOR)

@@ -126,6 +126,24 @@ async fn customer(env: &TestEnv, admin: &Client, ns: &str, user: &str) {
     wait_allowed(&client, ns, "create", "delegations").await;
 }
 
+/// The kubeconfig of a new user named after `prefix` who may `view`
+/// namespace `ns`, once RBAC lets them list `resource` there.
+async fn viewer(env: &TestEnv, admin: &Client, ns: &str, prefix: &str, resource: &str) -> PathBuf {
+    let user = unique_name(prefix);
+    apply(
+        admin,
+        &fixtures::role_binding(
+            ns,
+            &format!("{user}-view"),
+            ("ClusterRole", "view"),
+            ("User", &user),
+        ),
+    )
+    .await;
+    wait_allowed(&env.user_client(&user, &[]).await, ns, "list", resource).await;
+    kubeconfig(env, &user, &[], None)
+}
+
 /// Waits until `client` may `verb` `resource` (msp-operator.io) in `ns`.
 async fn wait_allowed(client: &Client, ns: &str, verb: &str, resource: &str) {
     msp_testenv::wait_until(
@@ -366,20 +384,7 @@ async fn a_customer_browses_accepts_and_follows_a_plan_and_the_provider_sees_it(
         .says(&format!("kubectl -n {} patch delegation ops-basic --type merge -p '{{\"spec\":{{\"planVersion\":\"2.0.0\"}}}}'", c.name()));
 
     // The provider's view, with read access to its own namespace only.
-    let pat = unique_name("pat");
-    apply(
-        &admin,
-        &fixtures::role_binding(&p, "pat-view", ("ClusterRole", "view"), ("User", &pat)),
-    )
-    .await;
-    wait_allowed(
-        &env.user_client(&pat, &[]).await,
-        &p,
-        "list",
-        "customerdelegations",
-    )
-    .await;
-    let pat_config = kubeconfig(env, &pat, &[], None);
+    let pat_config = viewer(env, &admin, &p, "pat", "customerdelegations").await;
     let customers = eventually(&pat_config, &["customers", "-n", &p], |r| {
         r.code == 0 && r.stdout.contains(&customer_tenant) && r.stdout.contains("True")
     })
@@ -405,20 +410,7 @@ async fn a_namespace_viewer_is_told_who_must_create_the_catalog() {
     let c = env
         .namespace_with_labels("plug-view", &[(TENANT, &unique_name("plug-v"))])
         .await;
-    let vic = unique_name("vic");
-    apply(
-        &admin,
-        &fixtures::role_binding(&c, "vic-view", ("ClusterRole", "view"), ("User", &vic)),
-    )
-    .await;
-    wait_allowed(
-        &env.user_client(&vic, &[]).await,
-        &c,
-        "get",
-        "offercatalogs",
-    )
-    .await;
-    let config = kubeconfig(env, &vic, &[], None);
+    let config = viewer(env, &admin, &c, "vic", "offercatalogs").await;
     msp(&config, &["offers", "-n", &c])
         .await
         .failed(

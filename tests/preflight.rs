@@ -100,11 +100,21 @@ async fn bad_configuration_fails_fast_with_the_cause_and_the_fix() {
     msp_testenv::wait_until(Duration::from_secs(30), "the CRDs to be served", || {
         let client = client.clone();
         async move {
-            client
+            let served = client
                 .list_api_group_resources("msp-operator.io/v1alpha1")
                 .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            // Every kind (its subresources are listed too).
+            let kinds = served
+                .resources
+                .iter()
+                .filter(|r| !r.name.contains('/'))
+                .count();
+            if kinds >= 7 {
+                Ok(())
+            } else {
+                Err(format!("{kinds} of 7 kinds served"))
+            }
         }
     })
     .await

@@ -11,12 +11,15 @@ use kube::{Api, Client};
 
 /// What the operator must be able to do, cluster-wide: (group, resource,
 /// verb). Reading every cached kind, and the writes of a first grant.
-const NEEDED: [(&str, &str, &str); 19] = [
+const NEEDED: [(&str, &str, &str); 22] = [
     ("msp-operator.io", "managedserviceoffers", "watch"),
     ("msp-operator.io", "delegations", "watch"),
     ("msp-operator.io", "activations", "watch"),
     ("msp-operator.io", "clusterproviderpolicies", "watch"),
     ("msp-operator.io", "providerpolicies", "watch"),
+    ("msp-operator.io", "offercatalogs", "watch"),
+    ("msp-operator.io", "customerdelegations", "watch"),
+    ("msp-operator.io", "customerdelegations", "create"),
     (
         "admissionregistration.k8s.io",
         "validatingadmissionpolicies",
@@ -58,6 +61,8 @@ pub async fn check(client: &Client) -> anyhow::Result<String> {
                 "activations",
                 "clusterproviderpolicies",
                 "providerpolicies",
+                "offercatalogs",
+                "customerdelegations",
             ]
             .iter()
             .all(|r| list.resources.iter().any(|x| x.name == *r))
@@ -65,7 +70,7 @@ pub async fn check(client: &Client) -> anyhow::Result<String> {
         .unwrap_or(false);
     if !served {
         anyhow::bail!(
-            "the msp-operator.io/v1alpha1 CRDs are not installed (ManagedServiceOffer, Delegation, Activation, ClusterProviderPolicy, ProviderPolicy); install them with `kubectl apply --server-side -f crds/` or the Helm chart (crds.enabled=true)"
+            "the msp-operator.io/v1alpha1 CRDs are not installed (ManagedServiceOffer, Delegation, Activation, ClusterProviderPolicy, ProviderPolicy, OfferCatalog, CustomerDelegation); install them with `kubectl apply --server-side -f crds/` or the Helm chart (crds.enabled=true)"
         );
     }
     let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());

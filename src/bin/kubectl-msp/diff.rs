@@ -4,10 +4,9 @@
 //! customer raises `spec.planVersion`.
 
 use crate::cluster::Cluster;
-use crate::errors::Request;
 use crate::identity::person_text;
 use crate::output::{self, Format};
-use kube::Api;
+use crate::status::delegation;
 use msp_operator::api::{
     Authorization, Delegation, EligibleAuthorization, PendingUpdate, PrincipalKind,
 };
@@ -59,18 +58,7 @@ pub struct Change {
 pub async fn run(cluster: &Cluster, args: &DiffArgs, format: Format) -> anyhow::Result<()> {
     let ns = &cluster.namespace;
     let name = &args.delegation;
-    let d = Api::<Delegation>::namespaced(cluster.client.clone(), ns)
-        .get(name)
-        .await
-        .map_err(|e| {
-            Request::new("get", "delegations")
-                .namespace(ns)
-                .name(name)
-                .if_missing(format!(
-                    "`kubectl msp providers -n {ns}` lists the Delegations there"
-                ))
-                .explain(e)
-        })?;
+    let d = delegation(cluster, name).await?;
     let doc = document(&d, ns);
     if let Some(text) = output::document(format, &doc)? {
         return output::print(&text);

@@ -24,18 +24,7 @@ pub struct StatusArgs {
 pub async fn run(cluster: &Cluster, args: &StatusArgs, format: Format) -> anyhow::Result<()> {
     let ns = &cluster.namespace;
     let name = &args.delegation;
-    let d = Api::<Delegation>::namespaced(cluster.client.clone(), ns)
-        .get(name)
-        .await
-        .map_err(|e| {
-            Request::new("get", "delegations")
-                .namespace(ns)
-                .name(name)
-                .if_missing(format!(
-                    "`kubectl msp providers -n {ns}` lists the Delegations there"
-                ))
-                .explain(e)
-        })?;
+    let d = delegation(cluster, name).await?;
     if let Some(text) = output::document(format, &d)? {
         return output::print(&text);
     }
@@ -226,6 +215,24 @@ pub fn phase_text(a: &Activation, now: Timestamp) -> String {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+/// Delegation `name` of the namespace, or an error that says where to look
+/// (shared with `diff`).
+pub async fn delegation(cluster: &Cluster, name: &str) -> anyhow::Result<Delegation> {
+    let ns = &cluster.namespace;
+    Api::<Delegation>::namespaced(cluster.client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(|e| {
+            Request::new("get", "delegations")
+                .namespace(ns)
+                .name(name)
+                .if_missing(format!(
+                    "`kubectl msp providers -n {ns}` lists the Delegations there"
+                ))
+                .explain(e)
+        })
 }
 
 #[cfg(test)]
