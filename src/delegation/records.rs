@@ -18,6 +18,7 @@ use crate::domain::conditions::types;
 use crate::domain::names;
 use crate::runtime::context::Context;
 use crate::runtime::errors::Error;
+use crate::runtime::keys;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ObjectMeta};
 use kube::runtime::reflector::ObjectRef;
@@ -101,7 +102,13 @@ fn offer_owner(offer: &ManagedServiceOffer) -> Option<OwnerReference> {
     })
 }
 
-/// Writes `desired` unless the cached record already says the same.
+/// The version an absent record is tracked under in
+/// [`crate::runtime::own_writes`] (a create supersedes "no object").
+const ABSENT: &str = "absent";
+
+/// Writes `desired` unless the cached record already says the same, or the
+/// cache has not caught up with this operator's last write of it (the watch
+/// event of that write brings a reconcile that compares again).
 pub async fn publish(ctx: &Context, desired: Option<CustomerDelegation>) -> Result<(), Error> {
     let Some(desired) = desired else {
         return Ok(());
@@ -111,13 +118,21 @@ pub async fn publish(ctx: &Context, desired: Option<CustomerDelegation>) -> Resu
         .caches
         .customer_records
         .get(&ObjectRef::new(&desired.name_any()).within(&namespace));
-    if cached.as_deref().is_some_and(|c| matches(c, &desired)) {
+    let key = keys::object(&desired);
+    let version = cached
+        .as_ref()
+        .and_then(|c| c.resource_version())
+        .unwrap_or_else(|| ABSENT.to_string());
+    if ctx.writer.own_writes.cache_is_behind(&key, Some(&version))
+        || cached.as_deref().is_some_and(|c| matches(c, &desired))
+    {
         return Ok(());
     }
     let api: kube::Api<CustomerDelegation> = ctx.writer.api(&namespace);
     ctx.writer
         .write_grant(&api, &desired, cached.is_some())
         .await?;
+    ctx.writer.own_writes.record(&key, &[version]);
     Ok(())
 }
 
