@@ -107,8 +107,10 @@ fn offer_owner(offer: &ManagedServiceOffer) -> Option<OwnerReference> {
 const ABSENT: &str = "absent";
 
 /// Writes `desired` unless the cached record already says the same, or the
-/// cache has not caught up with this operator's last write of it (the watch
-/// event of that write brings a reconcile that compares again).
+/// cache has not caught up with this operator's last write of it. The watch
+/// event of that write needs no reconcile ([`is_own_echo`]); any other
+/// change of a record (deleted or edited by someone) brings one that
+/// restores it.
 pub async fn publish(ctx: &Context, desired: Option<CustomerDelegation>) -> Result<(), Error> {
     let Some(desired) = desired else {
         return Ok(());
@@ -129,10 +131,14 @@ pub async fn publish(ctx: &Context, desired: Option<CustomerDelegation>) -> Resu
         return Ok(());
     }
     let api: kube::Api<CustomerDelegation> = ctx.writer.api(&namespace);
-    ctx.writer
+    let written = ctx
+        .writer
         .write_grant(&api, &desired, cached.is_some())
         .await?;
-    ctx.writer.own_writes.record(&key, &[version]);
+    // A write that changed nothing brings no watch event to wait for.
+    if written.resource_version().as_deref() != Some(version.as_str()) {
+        ctx.writer.own_writes.record(&key, &[version]);
+    }
     Ok(())
 }
 
@@ -146,6 +152,14 @@ fn matches(existing: &CustomerDelegation, desired: &CustomerDelegation) -> bool 
             .iter()
             .flatten()
             .all(|(k, v)| existing.labels().get(k) == Some(v))
+}
+
+/// True when `record`'s watch event is the echo of this operator's own last
+/// write of it (see [`crate::runtime::own_writes::OwnWrites::is_own_write`]).
+pub fn is_own_echo(writer: &crate::runtime::writer::Writer, record: &CustomerDelegation) -> bool {
+    writer
+        .own_writes
+        .is_own_write(&keys::object(record), record.resource_version().as_deref())
 }
 
 /// Removes the record of a deleted `delegation` (gone already is fine).

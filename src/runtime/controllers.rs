@@ -128,6 +128,7 @@ pub async fn run(
         revoked: revoked_rx,
     });
     let config = Config::default().concurrency(settings.concurrency);
+    let record_echoes = ctx.clone();
     let by_labels =
         |labels: &std::collections::BTreeMap<String, String>| keys::delegation_of(labels);
 
@@ -138,7 +139,12 @@ pub async fn run(
         })
         .watches_stream(streams.roles, move |r: Role| by_labels(r.labels()))
         // A provider's record changed or deleted by someone else: restored.
+        // The echo of the operator's own write of it is no trigger (a
+        // reconcile per record written, for nothing).
         .watches_stream(streams.customer_records, move |r: CustomerDelegation| {
+            if delegation::records::is_own_echo(&record_echoes.writer, &r) {
+                return None;
+            }
             by_labels(r.labels())
         })
         .watches_stream(streams.provider_assignments, move |rb: RoleBinding| {

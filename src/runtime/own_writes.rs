@@ -45,6 +45,23 @@ impl OwnWrites {
         false
     }
 
+    /// Whether a watch event of `key` at `version` is the result of the
+    /// last write recorded for it (a version that write did not supersede):
+    /// true once, and the record is forgotten. A controller need not
+    /// reconcile on the echo of its own write.
+    pub fn is_own_write(&self, key: &str, version: Option<&str>) -> bool {
+        let (Ok(mut map), Some(version)) = (self.superseded.lock(), version) else {
+            return false;
+        };
+        match map.get(key) {
+            Some(superseded) if !superseded.iter().any(|s| s == version) => {
+                map.remove(key);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Objects with a recorded write the cache has not shown yet.
     pub fn len(&self) -> usize {
         self.superseded.lock().map(|m| m.len()).unwrap_or(0)
@@ -94,6 +111,20 @@ mod tests {
         writes.record("a/b", &versions(&["14"]));
         assert!(writes.cache_is_behind("a/b", Some("14")));
         assert!(!writes.cache_is_behind("x/y", Some("14")), "other keys");
+    }
+
+    #[test]
+    fn the_echo_of_an_own_write_is_recognised_once() {
+        let writes = OwnWrites::default();
+        writes.record("a/b", &versions(&["10"]));
+        assert!(!writes.is_own_write("a/b", Some("10")), "the old version");
+        assert!(writes.is_own_write("a/b", Some("11")), "the write's result");
+        assert!(
+            !writes.is_own_write("a/b", Some("12")),
+            "what follows is not"
+        );
+        assert!(!writes.is_own_write("x/y", Some("1")), "unknown keys");
+        assert!(writes.is_empty());
     }
 
     #[test]
