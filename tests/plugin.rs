@@ -210,23 +210,23 @@ async fn a_customer_browses_accepts_and_follows_a_plan_and_the_provider_sees_it(
     let c = env
         .namespace_with_labels("plug-c", &[(TENANT, &customer_tenant)])
         .await;
-    let jane = vec![fixtures::auth(
-        PrincipalKind::User,
-        "jane",
-        fixtures::READER_ROLE,
-    )];
-    apply(
-        &admin,
-        &ops_offer(
+    // The provider's offer, whose basic plan grants `user` the reader role.
+    let publish = |user: &str, version: &str| {
+        let reader = vec![fixtures::auth(
+            PrincipalKind::User,
+            user,
+            fixtures::READER_ROLE,
+        )];
+        ops_offer(
             &p,
             &provider_tenant,
             &customer_tenant,
             &other_tenant,
-            jane,
-            "1.0.0",
-        ),
-    )
-    .await;
+            reader,
+            version,
+        )
+    };
+    apply(&admin, &publish("jane", "1.0.0")).await;
     let cara = unique_name("cara");
     customer(env, &admin, &c, &cara).await;
     // Her kubeconfig's context is her namespace: no -n needed.
@@ -357,23 +357,7 @@ async fn a_customer_browses_accepts_and_follows_a_plan_and_the_provider_sees_it(
     assert_eq!(object.spec.plan, "basic");
 
     // The provider publishes 2.0.0: the diff shows it, nothing changes yet.
-    let joe = vec![fixtures::auth(
-        PrincipalKind::User,
-        "joe",
-        fixtures::READER_ROLE,
-    )];
-    apply(
-        &admin,
-        &ops_offer(
-            &p,
-            &provider_tenant,
-            &customer_tenant,
-            &other_tenant,
-            joe,
-            "2.0.0",
-        ),
-    )
-    .await;
+    apply(&admin, &publish("joe", "2.0.0")).await;
     wait_condition(&admin, &c, "ops-basic", "UpdateAvailable", "True", None).await;
     msp(&cara_config, &["diff", "ops-basic"])
         .await
