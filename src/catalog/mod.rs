@@ -48,8 +48,10 @@ pub async fn reconcile(catalog: Arc<OfferCatalog>, ctx: Arc<Context>) -> Result<
         };
         let offers = ctx.caches.offers.state();
         let status = compute(&catalog, &info.tenant, &offers, now());
+        // Checked again at each resync too: an offer deleted while the
+        // watch was down leaves no event behind.
         if catalog.status.as_ref() == Some(&status) {
-            return Ok(Action::await_change());
+            return Ok(Action::requeue(ctx.settings.resync));
         }
         let api: kube::Api<OfferCatalog> = ctx.writer.api(&namespace);
         let written = ctx
@@ -66,7 +68,7 @@ pub async fn reconcile(catalog: Arc<OfferCatalog>, ctx: Arc<Context>) -> Result<
                 &catalog.resource_version().into_iter().collect::<Vec<_>>(),
             );
         }
-        Ok(Action::await_change())
+        Ok(Action::requeue(ctx.settings.resync))
     })
     .await
 }

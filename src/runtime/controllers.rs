@@ -27,7 +27,7 @@ use kube::runtime::controller::{Config, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::utils::Backoff;
 use kube::{Client, ResourceExt};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,16 +88,29 @@ pub async fn run(
     let policy_wiring = PolicyWiring::new(&caches, delegation_trigger_for_policies);
     let offer_events = policy_wiring.offers(offer_events);
     let namespace_events = policy_wiring.namespaces(streams.namespaces);
-    // Customers' catalogs follow every offer (offers change rarely, and a
-    // catalog whose projection did not change is not written) and their
-    // namespace's tenant.
+    // Customers' catalogs follow every offer whose spec changed or that is
+    // gone (offers change rarely, and a catalog whose projection did not
+    // change is not written; an offer's own status writes, which come every
+    // few seconds while its customers converge, change no catalog) and
+    // their namespace's tenant.
     let (catalog_trigger, catalog_triggers) = futures::channel::mpsc::unbounded();
     let namespace_catalog_trigger = catalog_trigger.clone();
     let catalog_store = caches.catalogs.clone();
     let every_catalog = caches.catalogs.clone();
-    let offer_events = offer_events.inspect_ok(move |_: &ManagedServiceOffer| {
-        for c in every_catalog.state() {
-            let _ = catalog_trigger.unbounded_send(ObjectRef::from_obj(c.as_ref()));
+    let offers_now = caches.offers.clone();
+    let mut offer_generations: HashMap<String, Option<i64>> = HashMap::new();
+    let offer_events = offer_events.inspect_ok(move |o: &ManagedServiceOffer| {
+        let key = keys::object(o);
+        let changed = if offers_now.get(&ObjectRef::from_obj(o)).is_none() {
+            offer_generations.remove(&key);
+            true
+        } else {
+            offer_generations.insert(key, o.metadata.generation) != Some(o.metadata.generation)
+        };
+        if changed {
+            for c in every_catalog.state() {
+                let _ = catalog_trigger.unbounded_send(ObjectRef::from_obj(c.as_ref()));
+            }
         }
     });
     let namespace_events = namespace_events.inspect_ok(move |ns: &PartialObjectMeta<Namespace>| {
