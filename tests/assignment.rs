@@ -182,6 +182,22 @@ async fn sa_can_read(admin: &Client, namespace: &str, name: &str) -> bool {
         .is_some_and(|s| s.allowed)
 }
 
+/// Waits until whether ServiceAccount `namespace/name` may list ConfigMaps
+/// there is `expected` (the authorizer sees a RoleBinding change a moment
+/// after it is made).
+async fn wait_sa_can_read(admin: &Client, namespace: &str, name: &str, expected: bool) {
+    let what = format!("{namespace}/{name} may read == {expected}");
+    msp_testenv::wait_until(TIMEOUT, &what, || async {
+        if sa_can_read(admin, namespace, name).await == expected {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 async fn wait_assignments(admin: &Client, ns: &str, name: &str, expected: usize) -> Delegation {
     let api: Api<Delegation> = Api::namespaced(admin.clone(), ns);
     wait_for(
@@ -234,7 +250,7 @@ async fn a_role_assigner_binds_exactly_the_listed_roles_to_its_namespaces_servic
             .create(&PostParams::default(), &rb)
             .await
             .unwrap_or_else(|e| panic!("the provider may bind {LISTED} in {ns}: {e}"));
-        assert!(sa_can_read(&admin, ns, "deployer").await);
+        wait_sa_can_read(&admin, ns, "deployer", true).await;
     }
 
     // Every other shape is refused, naming the rule.
@@ -367,7 +383,7 @@ async fn a_role_assigner_binds_exactly_the_listed_roles_to_its_namespaces_servic
                 .is_none(),
             "the provider's binding in {ns} outlived the Delegation"
         );
-        assert!(!sa_can_read(&admin, ns, "deployer").await);
+        wait_sa_can_read(&admin, ns, "deployer", false).await;
     }
     assert!(
         Api::<RoleBinding>::namespaced(admin.clone(), &w.c1)
@@ -431,7 +447,7 @@ async fn what_the_provider_made_goes_when_the_authorization_leaves_the_accepted_
             .is_none(),
         "the provider's binding outlived its authorization"
     );
-    assert!(!sa_can_read(&admin, &w.c1, "deployer").await);
+    wait_sa_can_read(&admin, &w.c1, "deployer", false).await;
     wait_event(&admin, &w.c1, "auto", "ProviderAssignmentRemoved").await;
     // And the right to make more is gone with it.
     let again = refused(&robot, &rb).await;
