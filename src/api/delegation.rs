@@ -137,8 +137,9 @@ pub struct OfferRef {
         length(max = 63)
     )]
     pub namespace: String,
-    /// Name of the offer.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the offer. At most 63 characters: it is the value of the
+    /// `msp-operator.io/offer` label on the Delegation and its grants.
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
 }
 
