@@ -1076,6 +1076,17 @@ async fn a_converged_delegation_costs_no_writes() {
             .collect()
     };
     let before = mine(plane.writes_by(OPERATOR_USER));
+    // Labels and finalizer came with the create
+    // (deploy/delegation-metadata.yaml): the operator wrote the Delegation's
+    // status only, never the object.
+    let object_writes: Vec<&String> = before
+        .iter()
+        .filter(|l| l.contains(" delegations ") || l.contains(" delegations/finalizers "))
+        .collect();
+    assert!(
+        object_writes.is_empty(),
+        "the operator wrote the Delegation itself: {object_writes:#?}"
+    );
     // The provider's record costs at most one write per status write of
     // the Delegation (it changes only when what the status says does).
     let record_writes = before
@@ -1388,4 +1399,111 @@ async fn the_metadata_apply_never_recreates_a_deleted_delegation() {
         api.get_opt("d").await.expect("read").is_none(),
         "the deleted Delegation stays deleted"
     );
+}
+
+/// Where the metadata policy was not in force (an older cluster, a Delegation
+/// created before it, an admin's edit), the operator sets the labels and the
+/// cleanup finalizer itself, and they then work as ever: deletion waits
+/// until the grants are gone.
+#[tokio::test]
+async fn labels_and_finalizer_missing_at_admission_are_set_by_the_operator() {
+    let env = env();
+    let admin = env.client().await;
+    let w = world("meta").await;
+    apply(
+        &admin,
+        &offer(
+            &w.provider,
+            "o",
+            &w.provider_tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(
+                    PrincipalKind::Group,
+                    "meta-team",
+                    "msp-operator:reader",
+                )],
+            )],
+        ),
+    )
+    .await;
+    apply(
+        &admin,
+        &delegation(&w.customer, "d", (&w.provider, "o"), "p", "1.0.0", None),
+    )
+    .await;
+    let delegations: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
+    let created = delegations.get("d").await.expect("get");
+    assert!(
+        created
+            .finalizers()
+            .iter()
+            .any(|f| f == msp_operator::domain::names::FINALIZER)
+            && created.labels().get("msp-operator.io/offer") == Some(&"o".to_string()),
+        "set at admission: {:?} {:?}",
+        created.finalizers(),
+        created.labels()
+    );
+    // A finalizer of the creator's own is kept beside ours (dry run: nothing
+    // is stored).
+    let mut held = delegation(&w.customer, "held", (&w.provider, "o"), "p", "1.0.0", None);
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    let admitted = delegations
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &held,
+        )
+        .await
+        .expect("dry-run create");
+    assert_eq!(
+        admitted.finalizers(),
+        ["example.com/hold", msp_operator::domain::names::FINALIZER]
+    );
+    wait_condition(&admin, &w.customer, "d", "Ready", "True", None).await;
+    // An admin strips both (a cluster admin may; customers may not remove
+    // the finalizer, see tests/attacks.rs).
+    delegations
+        .patch(
+            "d",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(serde_json::json!([
+                    {"op": "remove", "path": "/metadata/finalizers"},
+                    {"op": "remove", "path": "/metadata/labels/msp-operator.io~1plan"},
+                ]))
+                .expect("patch"),
+            ),
+        )
+        .await
+        .expect("strip");
+    let restored = msp_testenv::wait_for(&delegations, "d", TIMEOUT, "labels and finalizer", |d| {
+        d.finalizers()
+            .iter()
+            .any(|f| f == msp_operator::domain::names::FINALIZER)
+            && d.labels().get("msp-operator.io/plan") == Some(&"p".to_string())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        restored
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|m| m.manager.as_deref() == Some("msp-operator")
+                && m.operation.as_deref() == Some("Apply")),
+        "restored by the operator's apply"
+    );
+    // The restored finalizer holds deletion until the grants are gone.
+    assert!(!managed_bindings(&admin, &w.customer, "d").await.is_empty());
+    delegations
+        .delete("d", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&delegations, "d").await;
+    assert!(managed_bindings(&admin, &w.customer, "d").await.is_empty());
 }

@@ -89,7 +89,16 @@ fn succeed(mut command: Command) -> String {
 
 /// `helm template` of the chart with `--set` values: stdout, or stderr.
 fn template(sets: &[&str]) -> Result<String, String> {
+    template_serving(sets, &[])
+}
+
+/// [`template`] for a cluster that also serves `api_versions`
+/// (`group/version/Kind`).
+fn template_serving(sets: &[&str], api_versions: &[&str]) -> Result<String, String> {
     let mut command = helm();
+    for api in api_versions {
+        command.args(["--api-versions", api]);
+    }
     command.args([
         "template",
         RELEASE,
@@ -530,6 +539,51 @@ fn defaults_render_the_repositorys_objects_with_the_charts_labels() {
     );
     let account = find(&objects, "ServiceAccount", RELEASE);
     assert_eq!(account["automountServiceAccountToken"], true);
+}
+
+#[test]
+fn the_mutating_policies_render_where_served_and_follow_the_operators_scope() {
+    const MAP: &str = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
+    let served = |sets: &[&str]| {
+        let text = template_serving(sets, &[MAP]).unwrap_or_else(|e| panic!("{e}"));
+        documents(&text, "helm template")
+    };
+    assert!(
+        of_kind(&render(&[]), "MutatingAdmissionPolicy").is_empty(),
+        "rendered for a cluster without MutatingAdmissionPolicy"
+    );
+    let objects = served(&[]);
+    assert_eq!(of_kind(&objects, "MutatingAdmissionPolicy").len(), 3);
+    assert_renders_file(&objects, "deploy/consent-recorder.yaml");
+    assert_renders_file(&objects, "deploy/delegation-metadata.yaml");
+    // Scoped like the operator: a Delegation no operator serves gets no
+    // finalizer that nobody would release.
+    let scoped = served(&["operator.watchNamespaces={team-a,team-b}"]);
+    let binding = find(
+        &scoped,
+        "MutatingAdmissionPolicyBinding",
+        "msp-operator.io-delegation-metadata",
+    );
+    assert_eq!(
+        binding["spec"]["matchResources"],
+        json!({"namespaceSelector": {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+        ]}})
+    );
+    assert_eq!(
+        binding["spec"]["policyName"],
+        "msp-operator.io-delegation-metadata"
+    );
+    // Who consents is recorded everywhere: the admission policies that
+    // read it apply cluster-wide.
+    assert_renders_file(&scoped, "deploy/consent-recorder.yaml");
+    assert!(
+        of_kind(
+            &served(&["admissionPolicies.install=false"]),
+            "MutatingAdmissionPolicy"
+        )
+        .is_empty()
+    );
 }
 
 #[test]

@@ -366,8 +366,28 @@ async fn watch_namespaces_limits_what_the_operator_acts_on() {
         untouched.status.is_none(),
         "a delegation outside the scope was reconciled"
     );
-    assert!(untouched.finalizers().is_empty());
+    assert!(
+        !untouched
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|m| m.manager.as_deref() == Some("msp-operator")),
+        "the operator wrote a delegation outside its scope"
+    );
     assert!(managed_bindings(&admin, &outside, "d").await.is_empty());
+    // The finalizer came at admission (deploy/delegation-metadata.yaml is
+    // bound cluster-wide here; the chart scopes it like the operator), and
+    // no operator here will release it: the admin does, so the namespace
+    // can go.
+    Api::<msp_operator::api::Delegation>::namespaced(admin.clone(), &outside)
+        .patch(
+            "d",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("release the finalizer");
 }
 
 /// With the `otlp` feature, reconcile spans reach an OTLP/HTTP collector. The

@@ -97,9 +97,12 @@ impl Superseded {
 }
 
 /// Sets the offer labels and the cleanup finalizer in one server-side apply,
-/// only when one is missing. (kube's finalizer helper would add the
-/// finalizer in a write of its own and end the reconcile there, costing a
-/// second round per object.)
+/// only when one is missing. Where deploy/delegation-metadata.yaml is in
+/// force (Kubernetes 1.36+) both come with the create and this writes
+/// nothing; it remains for clusters without MutatingAdmissionPolicy,
+/// Delegations created before the policy, and labels removed by hand.
+/// (kube's finalizer helper would add the finalizer in a write of its own
+/// and end the reconcile there, costing a second round per object.)
 pub async fn metadata(
     writer: &Writer,
     delegation: &Delegation,

@@ -66,6 +66,7 @@ pub fn install() -> &'static TestEnv {
                     "deploy/provider-policies.yaml",
                     "deploy/views.yaml",
                     "deploy/consent-recorder.yaml",
+                    "deploy/delegation-metadata.yaml",
                 ] {
                     manifests::apply_yaml(&client, &read(file), "msp-tests", "default")
                         .await
@@ -110,6 +111,9 @@ pub fn install() -> &'static TestEnv {
 /// consenter, and the validating policies refuse a spoofed offer.
 pub async fn wait_for_policies(client: &Client) {
     manifests::wait_for_consent_recorder(client)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    manifests::wait_for_delegation_metadata(client)
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     let spoofed = reader_offer("default", "not-default", "x");

@@ -122,6 +122,7 @@ async fn run(operator: PathBuf) -> anyhow::Result<()> {
         "deploy/provider-policies.yaml",
         "deploy/views.yaml",
         "deploy/consent-recorder.yaml",
+        "deploy/delegation-metadata.yaml",
     ] {
         let yaml = std::fs::read_to_string(root.join(file))?;
         manifests::apply_yaml(&client, &yaml, "msp-dev", "default").await?;
