@@ -571,6 +571,19 @@ impl LocalControlPlane {
             .collect()
     }
 
+    /// CPU seconds each running process of the control plane (etcd,
+    /// kube-apiserver, kube-controller-manager) has used so far, by name.
+    pub fn cpu_seconds(&self) -> std::collections::BTreeMap<String, f64> {
+        let components = self.components.lock().unwrap_or_else(|e| e.into_inner());
+        components
+            .iter()
+            .filter_map(|c| {
+                let pid = c.child.as_ref()?.id();
+                Some((c.name.clone(), crate::process::cpu_seconds(pid)))
+            })
+            .collect()
+    }
+
     /// The binaries this control plane runs.
     pub fn binaries(&self) -> &Binaries {
         &self.binaries
