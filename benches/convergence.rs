@@ -7,13 +7,20 @@
 //! which the 5 groups of its provider's plan get one reader ClusterRole;
 //! one offer per 20 customers. Per size:
 //!
-//! 1. Two baselines, as a non-exempt user at the operator's concurrency,
-//!    best of two runs each: (a) *required writes* — exactly the write set
-//!    the design needs per Delegation (the consent check's
-//!    SubjectAccessReview, the consent record, the RoleBindings, the status
-//!    patch, the provider's record, one Event; labels and finalizer come
-//!    with the create, by deploy/delegation-metadata.yaml); (b) *raw grant
-//!    writes* — the RoleBindings alone (2 per customer, 5 subjects each).
+//! 1. Two baselines at the operator's concurrency, best of two runs each,
+//!    each run started on a quiet control plane: (a) *required writes* —
+//!    exactly the write set the design needs per Delegation (the consent
+//!    check's SubjectAccessReview, the consent record, the RoleBindings,
+//!    the status patch, the provider's record, one Event; labels and
+//!    finalizer come with the create, by deploy/delegation-metadata.yaml),
+//!    the operator's very objects written as the operator's identity, so
+//!    the admission policies that guard them cost the same; (b) *raw grant
+//!    writes* — the RoleBindings alone (2 per customer, 5 subjects each),
+//!    unlabeled, as a non-exempt user with cluster-admin rights. For (a)
+//!    and the cold run: CPU seconds of each control-plane process and of
+//!    the client, and the API server's requests by kind (its
+//!    `apiserver_request_total`, reads included); `MSP_BENCH_PPROF=<dir>`
+//!    also saves the API server's CPU profiles.
 //! 2. Cold convergence: offers, namespaces and delegations exist; the operator
 //!    starts; time until every Delegation is Ready.
 //! 3. Steady state: operator writes in a quiet window, and after a forced
@@ -50,7 +57,7 @@ use msp_operator::fixtures;
 use msp_testenv::net::{http_get, sample};
 use msp_testenv::operator::OperatorProcess;
 use msp_testenv::{ControlPlaneOptions, LocalControlPlane, manifests};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 #[path = "convergence/activations.rs"]
@@ -246,7 +253,13 @@ fn baseline_bindings(sizes: &Sizes, set: &str) -> Vec<RoleBinding> {
 /// (build, snapshot, status), so they are the same size as the operator's.
 /// Setup and teardown (the `base-<round>` Delegations) are not timed; the
 /// written objects lack the managed-by label so the operator never sees them.
-async fn required_writes(admin: &Client, client: &Client, sizes: Sizes, round: usize) -> Duration {
+async fn required_writes(
+    plane: &LocalControlPlane,
+    admin: &Client,
+    client: &Client,
+    sizes: Sizes,
+    round: usize,
+) -> (Duration, CpuSample, BTreeMap<String, f64>) {
     let name = format!("base-{round}");
     let created: Vec<Delegation> = stream::iter(0..sizes.delegations)
         .map(|d| {
@@ -262,11 +275,20 @@ async fn required_writes(admin: &Client, client: &Client, sizes: Sizes, round: u
         .buffer_unordered(16)
         .collect()
         .await;
+    settle(plane).await;
+    let requests = request_counts(admin).await;
+    let cpu = CpuSample::take(plane);
+    let profile = profile_apiserver(plane, &format!("required-writes-{round}"), 5);
     let started = Instant::now();
     stream::iter(created.clone())
         .for_each_concurrent(concurrency(), |d| writes_of_one_delegation(client, d))
         .await;
     let elapsed = started.elapsed();
+    let requests = requests_between(&requests, &request_counts(admin).await);
+    let cpu = cpu.since(plane);
+    if let Some(profile) = profile {
+        let _ = profile.join();
+    }
     stream::iter(created)
         .for_each_concurrent(32, |d| async move {
             let ns = d.namespace().unwrap_or_default();
@@ -307,7 +329,7 @@ async fn required_writes(admin: &Client, client: &Client, sizes: Sizes, round: u
             }
         })
         .await;
-    elapsed
+    (elapsed, cpu, requests)
 }
 
 /// The requests of one Delegation, in the operator's order: the consent
@@ -324,10 +346,14 @@ async fn writes_of_one_delegation(client: &Client, d: Delegation) {
         .parse()
         .unwrap_or(0);
     let plan = accepted_plan(o);
+    // The operator's objects exactly, managed label included, so that the
+    // admission policies treat them as they treat the operator's (the loop
+    // runs as the operator's identity); one label more finds them for the
+    // cleanup.
     let unmanaged = |labels: &mut Option<BTreeMap<String, String>>| {
-        let labels = labels.get_or_insert_default();
-        labels.remove(msp_operator::domain::names::MANAGED_BY_LABEL);
-        labels.insert("bench".into(), "required".into());
+        labels
+            .get_or_insert_default()
+            .insert("bench".into(), "required".into());
     };
     let delegations: Api<Delegation> = Api::namespaced(client.clone(), &ns);
     // Its labels and cleanup finalizer came with the create
@@ -883,6 +909,14 @@ async fn run_size(
         write_kubeconfig(BASELINE_USER)?,
     )?)
     .await?;
+    // Baseline (a) writes what the operator writes, as the operator's
+    // identity: the admission policies that guard the operator's objects
+    // (its own permission checked on every labeled grant and record; the
+    // bounds on what it may bind) then cost the loop what they cost the
+    // operator.
+    let as_operator =
+        msp_testenv::kubeconfig::client_from_yaml(&std::fs::read_to_string(&operator_kubeconfig)?)
+            .await?;
 
     // Workload objects (not timed).
     let setup = Instant::now();
@@ -932,17 +966,22 @@ async fn run_size(
     // more for the same writes is serving something else (watches, reads).
     let mut required_runs = Vec::new();
     let mut required_cpu = Vec::new();
+    let mut required_requests = Vec::new();
     for round in 0..2 {
-        let cpu = CpuSample::take(&plane);
-        required_runs.push(required_writes(&admin, &baseline, sizes, round).await);
-        required_cpu.push(cpu.since(&plane));
+        let (elapsed, cpu, requests) =
+            required_writes(&plane, &admin, &as_operator, sizes, round).await;
+        required_runs.push(elapsed);
+        required_cpu.push(cpu);
+        required_requests.push(requests);
     }
     let best = usize::from(required_runs[1] < required_runs[0]);
     let required = required_runs[best];
     let required_cpu = required_cpu.swap_remove(best);
+    let required_requests = required_requests.swap_remove(best);
     let set_a = baseline_bindings(&sizes, "a");
     let mut baseline_creates = Vec::new();
     for round in 0..2 {
+        settle(&plane).await;
         let started = Instant::now();
         apply_bindings(&baseline, set_a.clone()).await;
         baseline_creates.push(started.elapsed());
@@ -983,8 +1022,11 @@ async fn run_size(
         }
     })
     .await;
+    settle(&plane).await;
+    let cold_requests = request_counts(&admin).await;
     let operator_since = k8s_openapi::jiff::Timestamp::now();
     let cold_cpu = CpuSample::take(&plane);
+    let cold_profile = profile_apiserver(&plane, "cold-convergence", 10);
     let operator = start_operator(&operator_kubeconfig);
     let probe_port = operator.probe_port;
     let cold_started = Instant::now();
@@ -996,11 +1038,28 @@ async fn run_size(
     });
     let cold = wait_all_ready(&admin, sizes.delegations, "1.0.0").await;
     let cold_cpu = cold_cpu.since(&plane);
+    let cold_requests = requests_between(&cold_requests, &request_counts(&admin).await);
+    if let Some(profile) = cold_profile {
+        let _ = profile.join();
+    }
     let operator_cold_cpu = operator.usage().1;
     let startup = startup_wait.await?;
     let granted = count_managed(&admin, "msp-operator:reader").await;
     assert_eq!(granted, bindings_total, "every RoleBinding exists");
     eprintln!("bench: cold convergence {:.2}s", cold.as_secs_f64());
+    eprintln!("bench: API server requests, baseline (a) / cold convergence (every client):");
+    let kinds: BTreeSet<&String> = required_requests
+        .keys()
+        .chain(cold_requests.keys())
+        .collect();
+    for kind in kinds {
+        let count = |m: &BTreeMap<String, f64>| m.get(kind).copied().unwrap_or(0.0);
+        eprintln!(
+            "bench:   {kind:<48} {:>7.0} {:>7.0}",
+            count(&required_requests),
+            count(&cold_requests)
+        );
+    }
     eprintln!(
         "bench: CPU seconds, required writes: control plane {:.1?}, loop {:.1}; cold convergence: control plane {:.1?}, operator {operator_cold_cpu:.1}",
         required_cpu.control_plane, required_cpu.client, cold_cpu.control_plane,
@@ -1182,6 +1241,7 @@ async fn run_size(
             "required_writes_control_plane_cpu_seconds": required_cpu.control_plane,
             "required_writes_control_plane_cpu_seconds_total": required_cpu.control_plane_total(),
             "required_writes_client_cpu_seconds": required_cpu.client,
+            "required_writes_api_server_requests": required_requests,
         },
         "cold_convergence": {
             "seconds": cold.as_secs_f64(),
@@ -1194,6 +1254,7 @@ async fn run_size(
             "control_plane_cpu_seconds": cold_cpu.control_plane,
             "control_plane_cpu_seconds_total": cold_cpu.control_plane_total(),
             "operator_cpu_seconds": operator_cold_cpu,
+            "api_server_requests": cold_requests,
         },
         "write_costs_alone": write_costs,
         "steady_state": {
@@ -1222,6 +1283,102 @@ async fn run_size(
             "cpu_seconds_second_process": cpu_second,
             "rss_bytes_per_binding": rss_first.max(rss_second) * 1024.0 * 1024.0 / bindings_total as f64,
         },
+    }))
+}
+
+/// The API server's request counters (`apiserver_request_total`), summed
+/// by `VERB resource[/subresource]`: what every client asked of it,
+/// reads and watches included (the audit log holds writes only).
+async fn request_counts(admin: &Client) -> BTreeMap<String, f64> {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let text = admin.request_text(request).await.unwrap_or_default();
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let mut kind = format!("{} {}", label("verb"), label("resource"));
+        let subresource = label("subresource");
+        if !subresource.is_empty() {
+            kind = format!("{kind}/{subresource}");
+        }
+        *counts.entry(kind).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+    }
+    counts
+}
+
+/// `after - before` of [`request_counts`], the kinds that grew only.
+fn requests_between(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(kind, n)| (kind.clone(), n - before.get(kind).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n > 0.0)
+        .collect()
+}
+
+/// Waits (up to 60 s) until the control plane is quiet: less than a tenth
+/// of a core busy over one second. Each timed phase starts from there, not
+/// while the garbage collector and etcd still work off the one before (a
+/// second run of the same baseline right after the first's cleanup took
+/// 25-55% longer).
+async fn settle(plane: &LocalControlPlane) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = CpuSample::take(plane);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let busy = before.since(plane).control_plane_total();
+        if busy < 0.1 || Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
+/// With `MSP_BENCH_PPROF=<dir>`, a CPU profile of kube-apiserver over the
+/// next `seconds`, written to `<dir>/<name>.pprof` (read it with `go tool
+/// pprof -top <file>`); nothing otherwise. It runs beside the phase it
+/// profiles, through kubectl's `get --raw` of the server's /debug/pprof.
+fn profile_apiserver(
+    plane: &LocalControlPlane,
+    name: &str,
+    seconds: u64,
+) -> Option<std::thread::JoinHandle<()>> {
+    let dir = std::path::PathBuf::from(std::env::var_os("MSP_BENCH_PPROF")?);
+    let kubectl = plane.binaries().kubectl.clone();
+    let kubeconfig = plane.admin_kubeconfig().to_path_buf();
+    let out = dir.join(format!("{name}.pprof"));
+    Some(std::thread::spawn(move || {
+        let _ = std::fs::create_dir_all(&dir);
+        let result = std::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "get",
+                "--raw",
+                &format!("/debug/pprof/profile?seconds={seconds}"),
+            ])
+            .output();
+        match result {
+            Ok(output) if output.status.success() => {
+                let _ = std::fs::write(&out, output.stdout);
+                eprintln!("bench: API server CPU profile in {}", out.display());
+            }
+            other => eprintln!("bench: no API server profile: {other:?}"),
+        }
     }))
 }
 
