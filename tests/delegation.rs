@@ -1004,6 +1004,25 @@ async fn a_user_cannot_make_the_operator_bind_where_they_could_not() {
     assert!(err.to_string().contains(w.customer_b.name()), "{err}");
 }
 
+/// Publishes offer `o` in the world's provider namespace: plan `p` 1.0.0,
+/// reader for `group`.
+async fn reader_offer_of(admin: &kube::Client, w: &World, group: &str) {
+    apply(
+        admin,
+        &offer(
+            &w.provider,
+            "o",
+            &w.provider_tenant,
+            vec![plan(
+                "p",
+                "1.0.0",
+                vec![auth(PrincipalKind::Group, group, "msp-operator:reader")],
+            )],
+        ),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_converged_delegation_costs_no_writes() {
     let env = env();
@@ -1013,24 +1032,7 @@ async fn a_converged_delegation_costs_no_writes() {
     };
     let admin = env.client().await;
     let w = world("quiet").await;
-    apply(
-        &admin,
-        &offer(
-            &w.provider,
-            "o",
-            &w.provider_tenant,
-            vec![plan(
-                "p",
-                "1.0.0",
-                vec![auth(
-                    PrincipalKind::Group,
-                    "quiet-team",
-                    "msp-operator:reader",
-                )],
-            )],
-        ),
-    )
-    .await;
+    reader_offer_of(&admin, &w, "quiet-team").await;
     apply(
         &admin,
         &delegation(
@@ -1410,24 +1412,7 @@ async fn labels_and_finalizer_missing_at_admission_are_set_by_the_operator() {
     let env = env();
     let admin = env.client().await;
     let w = world("meta").await;
-    apply(
-        &admin,
-        &offer(
-            &w.provider,
-            "o",
-            &w.provider_tenant,
-            vec![plan(
-                "p",
-                "1.0.0",
-                vec![auth(
-                    PrincipalKind::Group,
-                    "meta-team",
-                    "msp-operator:reader",
-                )],
-            )],
-        ),
-    )
-    .await;
+    reader_offer_of(&admin, &w, "meta-team").await;
     apply(
         &admin,
         &delegation(&w.customer, "d", (&w.provider, "o"), "p", "1.0.0", None),

@@ -97,32 +97,16 @@ pub async fn apply_yaml(
 /// Waits until the MutatingAdmissionPolicy of
 /// deploy/delegation-metadata.yaml is in force: a Delegation created before
 /// would get its labels and finalizer from the operator instead, one write
-/// more than the design needs. Probes with a dry-run Delegation in
-/// `default`; nothing is stored.
+/// more than the design needs.
 pub async fn wait_for_delegation_metadata(client: &Client) -> anyhow::Result<()> {
-    let probe: DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "msp-operator.io/v1alpha1",
-        "kind": "Delegation",
-        "metadata": {"name": "delegation-metadata-probe", "namespace": "default"},
-        "spec": {"offerRef": {"namespace": "default", "name": "o"}, "plan": "p", "planVersion": "1.0.0"}
-    }))?;
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "msp-operator.io",
-        "v1alpha1",
-        "Delegation",
-    ));
-    crate::wait::wait_for_admission(
-        &Api::namespaced_with(client.clone(), "default", &resource),
-        &probe,
-        std::time::Duration::from_secs(60),
+    wait_for_delegation_mutation(
+        client,
         "the Delegation metadata policy (deploy/delegation-metadata.yaml)",
-        |answer| {
-            answer.as_ref().is_ok_and(|d| {
-                d.metadata
-                    .finalizers
-                    .as_ref()
-                    .is_some_and(|f| f.iter().any(|f| f == "msp-operator.io/cleanup"))
-            })
+        |d| {
+            d.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| f == "msp-operator.io/cleanup"))
         },
     )
     .await
@@ -131,12 +115,33 @@ pub async fn wait_for_delegation_metadata(client: &Client) -> anyhow::Result<()>
 /// Waits until msp-operator's consent recorder (a MutatingAdmissionPolicy)
 /// is in force: admission policies take effect a moment after they are
 /// created, and a Delegation created before would carry no consenter.
-/// Probes with a dry-run Delegation in `default`; nothing is stored.
 pub async fn wait_for_consent_recorder(client: &Client) -> anyhow::Result<()> {
+    wait_for_delegation_mutation(
+        client,
+        "the consent recorder (deploy/consent-recorder.yaml)",
+        |d| {
+            d.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("msp-operator.io/consented-by"))
+        },
+    )
+    .await
+}
+
+/// Waits (up to a minute) until a Delegation created now is `mutated` at
+/// admission (mutating policies take effect a moment after they are
+/// created). Probes with a dry-run Delegation in `default`; nothing is
+/// stored.
+async fn wait_for_delegation_mutation(
+    client: &Client,
+    what: &str,
+    mutated: impl Fn(&DynamicObject) -> bool,
+) -> anyhow::Result<()> {
     let probe: DynamicObject = serde_json::from_value(serde_json::json!({
         "apiVersion": "msp-operator.io/v1alpha1",
         "kind": "Delegation",
-        "metadata": {"name": "consent-recorder-probe", "namespace": "default"},
+        "metadata": {"name": "admission-probe", "namespace": "default"},
         "spec": {"offerRef": {"namespace": "default", "name": "o"}, "plan": "p", "planVersion": "1.0.0"}
     }))?;
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -148,15 +153,8 @@ pub async fn wait_for_consent_recorder(client: &Client) -> anyhow::Result<()> {
         &Api::namespaced_with(client.clone(), "default", &resource),
         &probe,
         std::time::Duration::from_secs(60),
-        "the consent recorder (deploy/consent-recorder.yaml)",
-        |answer| {
-            answer.as_ref().is_ok_and(|d| {
-                d.metadata
-                    .annotations
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key("msp-operator.io/consented-by"))
-            })
-        },
+        what,
+        |answer| answer.as_ref().is_ok_and(&mutated),
     )
     .await
 }
