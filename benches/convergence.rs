@@ -364,20 +364,7 @@ async fn writes_of_one_delegation(client: &Client, d: Delegation) {
         .iter()
         .any(|f| f == msp_operator::domain::names::FINALIZER)
     {
-        let labels = BTreeMap::from([
-            (
-                msp_operator::domain::names::OFFER_NAMESPACE_LABEL.to_string(),
-                offer_ref.namespace.clone(),
-            ),
-            (
-                msp_operator::domain::names::OFFER_LABEL.to_string(),
-                offer_ref.name.clone(),
-            ),
-            (
-                msp_operator::domain::names::PLAN_LABEL.to_string(),
-                d.spec.plan.clone(),
-            ),
-        ]);
+        let labels = msp_operator::delegation::apply::metadata_labels(&d);
         delegations
             .patch(
                 &d.name_any(),

@@ -108,15 +108,7 @@ pub async fn metadata(
     delegation: &Delegation,
     superseded: &mut Superseded,
 ) -> Result<(), Error> {
-    let offer_ref = &delegation.spec.offer_ref;
-    let labels = BTreeMap::from([
-        (
-            names::OFFER_NAMESPACE_LABEL.to_string(),
-            offer_ref.namespace.clone(),
-        ),
-        (names::OFFER_LABEL.to_string(), offer_ref.name.clone()),
-        (names::PLAN_LABEL.to_string(), delegation.spec.plan.clone()),
-    ]);
+    let labels = metadata_labels(delegation);
     let has_finalizer = delegation
         .finalizers()
         .iter()
@@ -140,6 +132,20 @@ pub async fn metadata(
         .await?;
     superseded.record(writer, written.resource_version());
     Ok(())
+}
+
+/// The labels [`metadata`] keeps on a Delegation (the same that
+/// deploy/delegation-metadata.yaml sets at admission): what it consents to.
+pub fn metadata_labels(delegation: &Delegation) -> BTreeMap<String, String> {
+    let offer_ref = &delegation.spec.offer_ref;
+    BTreeMap::from([
+        (
+            names::OFFER_NAMESPACE_LABEL.to_string(),
+            offer_ref.namespace.clone(),
+        ),
+        (names::OFFER_LABEL.to_string(), offer_ref.name.clone()),
+        (names::PLAN_LABEL.to_string(), delegation.spec.plan.clone()),
+    ])
 }
 
 /// The server-side apply of [`metadata`]. It carries the Delegation's `uid`
