@@ -111,7 +111,8 @@ async fn can_delete_pods(client: &Client, namespace: &str) -> bool {
 }
 
 /// Waits until activation `name` in `namespace` is in `phase` (and, when
-/// given, for `reason`).
+/// given, for `reason`); fails at once, with the reason and message, when it
+/// ends otherwise (an ended activation never changes again).
 async fn wait_phase(
     client: &Client,
     namespace: &str,
@@ -120,18 +121,30 @@ async fn wait_phase(
     reason: Option<&str>,
 ) -> Activation {
     let api: Api<Activation> = Api::namespaced(client.clone(), namespace);
-    wait_for(&api, name, TIMEOUT, &format!("{phase:?} {reason:?}"), |a| {
-        a.status.as_ref().is_some_and(|s| {
-            s.phase == Some(phase)
-                && reason.is_none_or(|r| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.reason == r)
-                })
-        })
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"))
+    let deadline = Instant::now() + TIMEOUT;
+    let mut last = String::from("not found");
+    loop {
+        if let Ok(Some(a)) = api.get_opt(name).await {
+            let status = a.status.clone().unwrap_or_default();
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready");
+            let (why, message) = ready
+                .map(|c| (c.reason.clone(), c.message.clone()))
+                .unwrap_or_default();
+            if status.phase == Some(phase) && reason.is_none_or(|r| r == why) {
+                return a;
+            }
+            last = format!("{:?} {why}: {message}", status.phase);
+            assert!(
+                !status.phase.is_some_and(ActivationPhase::is_final),
+                "activation {namespace}/{name} ended {last}, not {phase:?} {reason:?}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "activation {namespace}/{name} never became {phase:?} {reason:?}; last {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn ready_message(a: &Activation) -> String {
@@ -215,6 +228,25 @@ async fn wait_may_request(client: &Client, namespace: &str) {
 }
 
 /// Publishes the offer and has the customer's admin accept it.
+/// Waits until the operator has seen `version` of the offer (the
+/// Delegation's `status.latestVersion`).
+async fn wait_latest(client: &Client, w: &World, version: &str) {
+    let api: Api<Delegation> = Api::namespaced(client.clone(), &w.c1);
+    wait_for(
+        &api,
+        "support",
+        TIMEOUT,
+        &format!("latest {version}"),
+        |d| {
+            d.status
+                .as_ref()
+                .is_some_and(|s| s.latest_version.as_deref() == Some(version))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 async fn accepted(w: &World, approvers: Vec<Person>, terms: Option<ActivationTerms>) {
     let admin = env().client().await;
     apply(&admin, &offer(w, "1.0.0", approvers, true)).await;
@@ -668,6 +700,7 @@ async fn access_ends_with_its_activation_its_delegation_or_its_eligibility() {
     wait_phase(&admin, &w.c1, "two", ActivationPhase::Active, None).await;
     wait_delete_pods(&alice, &w.c1, true).await;
     apply(&admin, &offer(&w, "2.0.0", Vec::new(), false)).await;
+    wait_latest(&admin, &w, "2.0.0").await;
     assert!(
         can_delete_pods(&alice, &w.c1).await,
         "a published version changes nothing"

@@ -1492,3 +1492,125 @@ async fn labels_and_finalizer_missing_at_admission_are_set_by_the_operator() {
     wait_gone(&delegations, "d").await;
     assert!(managed_bindings(&admin, &w.customer, "d").await.is_empty());
 }
+
+/// A refusal revokes everything, so one that may rest on a stale offer
+/// cache is first checked against the API server
+/// (`msp_operator::delegation::confirm`): a cached offer older than the
+/// API server's (by spec), or gone there, is behind; one that differs only
+/// in status is not. Then the sequence that raced once in CI: the provider
+/// publishes a version and the customer accepts it a moment later, five
+/// times; the permanent grant is never deleted and no refusal is ever
+/// reported. Which watch event reaches the operator first is not forced
+/// here (on a quiet machine the offer's nearly always does); the check
+/// above is what the outcome of the race turns on.
+#[tokio::test]
+async fn a_version_accepted_right_after_it_is_published_never_interrupts_access() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    use msp_operator::delegation::confirm::offer_cache_behind;
+    let env = env();
+    let admin = env.client().await;
+    let w = world("race").await;
+    let group = msp_testenv::unique_name("racers");
+    reader_offer_of(&admin, &w, &group).await;
+    let d = delegation(&w.customer, "d", (&w.provider, "o"), "p", "1.0.0", None);
+    apply(&admin, &d).await;
+    let d = wait_condition(&admin, &w.customer, "d", "Ready", "True", Some("Granted")).await;
+
+    // The check, against the API server.
+    let writer = msp_operator::runtime::writer::Writer::new(admin.clone(), 1, "test".into(), None);
+    let offers: Api<ManagedServiceOffer> = Api::namespaced(admin.clone(), &w.provider);
+    let current = offers.get("o").await.expect("offer");
+    assert!(!offer_cache_behind(&writer, &d, Some(&current)).await);
+    let mut status_only = current.clone();
+    status_only.metadata.resource_version = Some("1".into());
+    status_only.status = None;
+    assert!(
+        !offer_cache_behind(&writer, &d, Some(&status_only)).await,
+        "a status change decides nothing"
+    );
+    let mut older = current.clone();
+    older.metadata.generation = current.metadata.generation.map(|g| g - 1);
+    assert!(offer_cache_behind(&writer, &d, Some(&older)).await);
+    assert!(
+        offer_cache_behind(&writer, &d, None).await,
+        "the offer exists though the cache has none"
+    );
+    let mut elsewhere = d.clone();
+    elsewhere.spec.offer_ref.name = "gone".into();
+    assert!(offer_cache_behind(&writer, &elsewhere, Some(&current)).await);
+    assert!(!offer_cache_behind(&writer, &elsewhere, None).await);
+
+    // The race, end to end: deletions of the Delegation's grants and
+    // refusals in its status are watched throughout.
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &w.customer);
+    let selector = format!(
+        "msp-operator.io/delegation-namespace={},msp-operator.io/delegation=d",
+        w.customer.name()
+    );
+    let deleted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let watch = {
+        let deleted = deleted.clone();
+        let config = watcher::Config::default().labels(&selector);
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher::watcher(bindings, config));
+            while let Some(event) = events.next().await {
+                if let Ok(watcher::Event::Delete(rb)) = event
+                    && let Ok(mut deleted) = deleted.lock()
+                {
+                    deleted.push(rb.name_any());
+                }
+            }
+        })
+    };
+    let delegations: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let status_watch = {
+        let refused = refused.clone();
+        let config = watcher::Config::default().fields("metadata.name=d");
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher::watcher(delegations, config));
+            while let Some(event) = events.next().await {
+                let Ok(watcher::Event::Apply(d)) = event else {
+                    continue;
+                };
+                if let Some((status, reason, message)) = condition(&d, "Ready")
+                    && status == "False"
+                    && let Ok(mut refused) = refused.lock()
+                {
+                    refused.push(format!("{reason}: {message}"));
+                }
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    for minor in 1..=5 {
+        let version = format!("1.{minor}.0");
+        apply(
+            &admin,
+            &offer(
+                &w.provider,
+                "o",
+                &w.provider_tenant,
+                vec![plan(
+                    "p",
+                    &version,
+                    vec![auth(PrincipalKind::Group, &group, "msp-operator:reader")],
+                )],
+            ),
+        )
+        .await;
+        let raised = delegation(&w.customer, "d", (&w.provider, "o"), "p", &version, None);
+        apply(&admin, &raised).await;
+        let now = wait_condition(&admin, &w.customer, "d", "Ready", "True", Some("Granted")).await;
+        assert_eq!(
+            now.status.and_then(|s| s.applied_version).as_deref(),
+            Some(version.as_str())
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    watch.abort();
+    status_watch.abort();
+    assert_eq!(*deleted.lock().expect("deleted"), Vec::<String>::new());
+    assert_eq!(*refused.lock().expect("refused"), Vec::<String>::new());
+}

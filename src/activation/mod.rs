@@ -8,14 +8,16 @@
 //! ([`active_grants`]) with the rest of the Delegation's grants, so drift
 //! repair, pruning, revocation first and cleanup on deletion hold for them
 //! as for every other grant, and an activation's grant goes with its
-//! Delegation.
+//! Delegation. Each grant's end is also kept by a timer of its own
+//! ([`deadlines`]), so a burst of expiries ends on time.
 
+pub mod deadlines;
 pub mod decide;
 pub mod status;
 
-use crate::api::{Activation, ActivationPhase, Delegation};
+use crate::api::{Activation, ActivationPhase, Delegation, ManagedServiceOffer};
 use crate::delegation::validate::{Decision, NamespaceState};
-use crate::delegation::{STALE_CACHE_RETRY, resolve, validate};
+use crate::delegation::{STALE_CACHE_RETRY, confirm, resolve, validate};
 use crate::domain::delegability::RoleCatalog;
 use crate::runtime::context::Context;
 use crate::runtime::errors::{self, Error};
@@ -192,9 +194,19 @@ pub async fn reconcile(activation: Arc<Activation>, ctx: Arc<Context>) -> Result
             return Ok(Action::requeue(STALE_CACHE_RETRY));
         }
         let now = Timestamp::now();
-        let Some(verdict) = verdict(&ctx, &activation, &namespace, now) else {
+        let Some((verdict, refused)) = verdict(&ctx, &activation, &namespace, now) else {
             return Ok(Action::requeue(STALE_CACHE_RETRY));
         };
+        // An end for good on a refusal the offer's cache may not back (see
+        // `delegation::confirm`) waits for the watch. Waiting extends no
+        // access: the grant is the Delegation controller's, which confirms
+        // the same way before it grants or revokes anything.
+        if let Some((delegation, offer)) = refused
+            && verdict.phase.is_final()
+            && confirm::offer_cache_behind(&ctx.writer, &delegation, offer.as_deref()).await
+        {
+            return Ok(Action::requeue(STALE_CACHE_RETRY));
+        }
         status::write(&ctx, &activation, &verdict).await?;
         Ok(match verdict.grants_at(now) {
             Some(expires_at) => Action::requeue(until(expires_at, now).min(ctx.settings.resync)),
@@ -204,27 +216,29 @@ pub async fn reconcile(activation: Arc<Activation>, ctx: Arc<Context>) -> Result
     .await
 }
 
-/// Where `activation` stands at `now`, from the caches; `None` while its
-/// Delegation's consent is being recorded.
+/// The Delegation whose decision refused, with the offer that decision
+/// read from the cache.
+type Refused = (Arc<Delegation>, Option<Arc<ManagedServiceOffer>>);
+
+/// Where `activation` stands at `now`, from the caches, and the refusal it
+/// rests on, if any; `None` while its Delegation's consent is being
+/// recorded.
 fn verdict(
     ctx: &Context,
     activation: &Activation,
     namespace: &str,
     now: Timestamp,
-) -> Option<Verdict> {
+) -> Option<(Verdict, Option<Refused>)> {
     let name = &activation.spec.delegation;
     let Some(delegation) = ctx
         .caches
         .delegations
         .get(&ObjectRef::new(name).within(namespace))
     else {
-        return Some(decide::decide(
-            activation,
-            Err(format!(
-                "spec.delegation: there is no Delegation {name:?} in namespace {namespace:?}; name the Delegation whose plan makes you eligible"
-            )),
-            now,
-        ));
+        let missing = format!(
+            "spec.delegation: there is no Delegation {name:?} in namespace {namespace:?}; name the Delegation whose plan makes you eligible"
+        );
+        return Some((decide::decide(activation, Err(missing), now), None));
     };
     let resolved = resolve::resolve(&ctx.caches, &delegation);
     let roles = RoleCatalog::new(&resolved.cluster_roles);
@@ -234,10 +248,14 @@ fn verdict(
         Err(_) => String::new(),
     };
     let namespaces = grantable(&decision);
+    let refused = decision
+        .outcome
+        .is_err()
+        .then(|| (delegation.clone(), resolved.offer.clone()));
     match grounds(&delegation, &decision, &digest, &namespaces) {
         Ok(None) => None,
-        Ok(Some(grounds)) => Some(decide::decide(activation, Ok(grounds), now)),
-        Err(why) => Some(decide::decide(activation, Err(why), now)),
+        Ok(Some(grounds)) => Some((decide::decide(activation, Ok(grounds), now), None)),
+        Err(why) => Some((decide::decide(activation, Err(why), now), refused)),
     }
 }
 

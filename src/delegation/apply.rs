@@ -375,7 +375,7 @@ async fn prune<K>(
                 let api: Api<K> = ctx.writer.api(&key.0);
                 let result = ctx
                     .writer
-                    .limited(api.delete(&key.1, &DeleteParams::default()))
+                    .revoking(api.delete(&key.1, &DeleteParams::default()))
                     .await;
                 (key.0, result)
             })

@@ -253,7 +253,7 @@ where
     for object in objects {
         let api: Api<K> = writer.api(&object.namespace().unwrap_or_default());
         match writer
-            .limited(api.delete(&object.name_any(), &DeleteParams::default()))
+            .revoking(api.delete(&object.name_any(), &DeleteParams::default()))
             .await
         {
             Ok(_) => removed += 1,

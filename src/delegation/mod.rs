@@ -3,7 +3,8 @@
 //!
 //! A reconcile is a pipeline with one file per step:
 //! [`resolve`] everything from the watch caches (no LIST per reconcile) →
-//! [`validate`] (pure: accept a plan version or refuse with a reason) →
+//! [`validate`] (pure: accept a plan version or refuse with a reason; a
+//! refusal is first [`confirm`]ed not to rest on a stale offer) →
 //! [`consent`] (a consent never recorded before is checked against the
 //! consenter's own rights, then recorded) → [`build`] the desired RBAC
 //! objects (pure) → [`apply`] only what differs
@@ -21,6 +22,7 @@ pub mod apply;
 pub mod assignments;
 pub mod build;
 pub mod cleanup;
+pub mod confirm;
 pub mod consent;
 pub mod events;
 pub mod records;
@@ -80,11 +82,19 @@ async fn grant(delegation: &Delegation, ctx: &Context) -> Result<Action, Error> 
     let resolved = resolve::resolve(&ctx.caches, delegation);
     let roles = RoleCatalog::new(&resolved.cluster_roles);
     let mut decision = validate::decide_resolved(delegation, &resolved, &roles);
+    if decision.outcome.is_err()
+        && confirm::offer_cache_behind(&ctx.writer, delegation, resolved.offer.as_deref()).await
+    {
+        return Ok(Action::requeue(STALE_CACHE_RETRY));
+    }
 
     apply::metadata(&ctx.writer, delegation, &mut superseded).await?;
     consent::record(&ctx.writer, delegation, &mut decision, &roles).await?;
     let desired = build::for_decision(delegation, &decision);
     let applied = apply::grants(ctx, delegation, &desired, &decision).await;
+    if let Ok(accepted) = &decision.outcome {
+        ctx.deadlines.schedule(delegation, &accepted.activations);
+    }
     apply::retired_snapshots(&ctx.writer, delegation, &decision, &resolved, &applied).await?;
 
     let assigned = assignments::keep_consented(ctx, delegation, &decision).await?;

@@ -62,6 +62,9 @@ pub struct Context {
     pub settings: Settings,
     /// Consecutive failures per object, for backoff.
     pub failures: Failures,
+    /// The activation grants' deadline timer (see
+    /// [`crate::activation::deadlines`]).
+    pub deadlines: crate::activation::deadlines::Deadlines,
     /// True once the revocation pass after start has run
     /// ([`crate::delegation::revoke`]); grants wait for it.
     pub revoked: tokio::sync::watch::Receiver<bool>,

@@ -128,6 +128,7 @@ pub async fn run(
     let role_store = caches.roles.clone();
     let not_ready_store = caches.delegations.clone();
     let (revoked, revoked_rx) = tokio::sync::watch::channel(false);
+    let (deadlines, dues) = activation::deadlines::channel();
     let ctx = Arc::new(Context {
         writer: Writer::new(
             client.clone(),
@@ -138,6 +139,7 @@ pub async fn run(
         caches,
         settings: settings.clone(),
         failures: Failures::default(),
+        deadlines,
         revoked: revoked_rx,
     });
     let config = Config::default().concurrency(settings.concurrency);
@@ -324,6 +326,7 @@ pub async fn run(
         cluster_policies,
         policies,
         gauges::update(ctx.clone(), shutdown.clone()),
+        activation::deadlines::run(ctx.clone(), dues, shutdown.clone()),
         delegation::cleanup::sweep(ctx, shutdown)
     );
 }

@@ -22,6 +22,12 @@ pub struct Writer {
     /// controllers: reconciles write side by side, and the API server sees
     /// the same concurrency however the work is split.
     limit: tokio::sync::Semaphore,
+    /// Revocations in flight (deletes of grants no longer consented), at
+    /// most `concurrency`, in a lane of their own: a grant past its consent
+    /// or its deadline never waits behind the creates, statuses and Events
+    /// queued for `limit` (a burst of a thousand expiring activations
+    /// queues several thousand of those).
+    revocations: tokio::sync::Semaphore,
     /// This operator's writes of delegations and offers (by
     /// `Kind/namespace/name`) that the caches may not show yet.
     pub own_writes: OwnWrites,
@@ -44,6 +50,7 @@ impl Writer {
             events: Publisher::new(client.clone(), reporter, instance),
             client,
             limit: tokio::sync::Semaphore::new(usize::from(concurrency.max(1))),
+            revocations: tokio::sync::Semaphore::new(usize::from(concurrency.max(1))),
             own_writes: OwnWrites::default(),
             status_written: Mutex::new(HashMap::new()),
         }
@@ -62,6 +69,13 @@ impl Writer {
         // The semaphore is never closed; were it, writes would go unlimited.
         let _permit = self.limit.acquire().await.ok();
         write.await
+    }
+
+    /// Sends one revocation (a delete of a grant) when its turn comes in
+    /// the revocation lane (see `revocations`).
+    pub async fn revoking<T>(&self, delete: impl Future<Output = T>) -> T {
+        let _permit = self.revocations.acquire().await.ok();
+        delete.await
     }
 
     /// Writes a grant object (Role or RoleBinding) as the operator's field
