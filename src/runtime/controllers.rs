@@ -232,7 +232,7 @@ pub async fn run(
 
     // Offer status sums up its delegations, each of which changes many times
     // while converging; batching the triggers for a second turns hundreds of
-    // status writes into a few (and `OFFER_COUNTS_INTERVAL` bounds the rest).
+    // status writes into a few (and `offer::counts_interval` bounds the rest).
     let offers = Controller::for_stream(offer_events, offer_store)
         .with_config(config.clone().debounce(Duration::from_secs(1)))
         .reconcile_on(offer_triggers)
