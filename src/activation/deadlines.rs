@@ -76,10 +76,9 @@ pub fn dues(delegation: &Delegation, grants: &[ActiveGrant]) -> Vec<Due> {
     grants
         .iter()
         .flat_map(|grant| {
-            let name = names::role_binding_name(
+            let name = names::activation_binding_name(
                 &own_namespace,
                 &delegation.name_any(),
-                "Activation",
                 &grant.activation,
             );
             let at = grant
@@ -193,7 +192,7 @@ mod tests {
             expires_at,
         }];
         let got = dues(&delegation, &grants);
-        let name = names::role_binding_name("c", "d", "Activation", "a");
+        let name = names::activation_binding_name("c", "d", "a");
         let at = Timestamp::from_second(1_800_000_000 - 1).expect("time");
         assert_eq!(
             got,

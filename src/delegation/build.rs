@@ -303,12 +303,8 @@ pub fn activation_bindings(
     for grant in grants {
         let mut labels = names::managed_labels(delegation, plan);
         labels.insert(names::ACTIVATION_LABEL.into(), grant.activation.clone());
-        let name = names::role_binding_name(
-            &own_namespace,
-            &delegation_name,
-            "Activation",
-            &grant.activation,
-        );
+        let name =
+            names::activation_binding_name(&own_namespace, &delegation_name, &grant.activation);
         let user = subject(PrincipalKind::User, &grant.user, None, "");
         for namespace in &grant.namespaces {
             bindings.push(RoleBinding {

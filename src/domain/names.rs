@@ -91,6 +91,17 @@ fn truncated(prefix: &str, max: usize) -> &str {
     head.trim_end_matches(['-', '.'])
 }
 
+/// The name of activation `activation`'s RoleBinding (the same in each of
+/// its namespaces) under Delegation `delegation_namespace/delegation`: what
+/// the Delegation controller writes and the deadline timer revokes.
+pub fn activation_binding_name(
+    delegation_namespace: &str,
+    delegation: &str,
+    activation: &str,
+) -> String {
+    role_binding_name(delegation_namespace, delegation, "Activation", activation)
+}
+
 /// Name of the one RoleBinding that grants `role_kind/role` to every
 /// principal of a delegation holding it, in one namespace:
 /// `msp-<delegation>-<role>-<hash>`, at most 63 characters. The role is
