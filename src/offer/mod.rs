@@ -75,10 +75,10 @@ pub async fn reconcile(
             .status
             .as_ref()
             .is_some_and(|s| status::counts_only(s, &status));
-        let interval = counts_interval(ctx.caches.offers.state().len());
         if counts_only
             && !status::settled(&status)
             && let Some(since) = ctx.writer.status_written_ago(&key)
+            && let interval = counts_interval(ctx.caches.offers.state().len())
             && since < interval
         {
             return Ok(Action::requeue(interval - since));
