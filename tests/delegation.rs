@@ -1614,3 +1614,260 @@ async fn a_version_accepted_right_after_it_is_published_never_interrupts_access(
     assert_eq!(*deleted.lock().expect("deleted"), Vec::<String>::new());
     assert_eq!(*refused.lock().expect("refused"), Vec::<String>::new());
 }
+
+/// The same guard for every other input a refusal can rest on
+/// (`msp_operator::delegation::confirm`): a namespace, a ClusterRole or a
+/// provider policy the cache holds at an older resourceVersion than the
+/// API server, or not at all, is behind; one it holds as the server does
+/// is not, and neither is one that exists nowhere. Then the race a
+/// customer can start: it moves a namespace into its tenant and names it
+/// in its Delegation a moment later, five times. If the Delegation's
+/// watch event came first, the cache would still see a namespace of
+/// another tenant, and that refusal revokes everything; the grant in the
+/// namespace the Delegation already had is never deleted and no refusal
+/// is ever reported.
+#[tokio::test]
+async fn a_namespace_moved_into_the_tenant_and_delegated_at_once_never_interrupts_access() {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::runtime::watcher;
+    use msp_operator::delegation::confirm::{
+        SpecVersion, cluster_scoped_behind, namespaces_behind, policies_behind, policy_versions,
+        spec_version_of,
+    };
+    let env = env();
+    let admin = env.client().await;
+    let w = world("nsrace").await;
+    let group = msp_testenv::unique_name("movers");
+    reader_offer_of(&admin, &w, &group).await;
+    let d = delegation(&w.customer, "d", (&w.provider, "o"), "p", "1.0.0", None);
+    apply(&admin, &d).await;
+    wait_condition(&admin, &w.customer, "d", "Ready", "True", Some("Granted")).await;
+
+    // The checks, against the API server.
+    let writer = msp_operator::runtime::writer::Writer::new(admin.clone(), 1, "test".into(), None);
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let live = namespaces
+        .get(w.stranger.name())
+        .await
+        .expect("namespace")
+        .resource_version();
+    let at = |name: &str, rv: Option<String>| BTreeMap::from([(name.to_string(), rv)]);
+    assert!(!namespaces_behind(&writer, &at(w.stranger.name(), live.clone())).await);
+    assert!(namespaces_behind(&writer, &at(w.stranger.name(), Some("1".into()))).await);
+    assert!(
+        namespaces_behind(&writer, &at(w.stranger.name(), None)).await,
+        "the namespace exists though the cache has none"
+    );
+    assert!(!namespaces_behind(&writer, &at("no-such-namespace-anywhere", None)).await);
+    // Over 16 namespaces they are read with one LIST.
+    let mut many: BTreeMap<String, Option<String>> = (0..20)
+        .map(|i| (format!("no-such-namespace-{i}"), None))
+        .collect();
+    many.insert(w.stranger.name().to_string(), live.clone());
+    assert!(!namespaces_behind(&writer, &many).await);
+    many.insert(w.stranger.name().to_string(), Some("1".into()));
+    assert!(namespaces_behind(&writer, &many).await);
+
+    let role_name = msp_testenv::unique_name("confirm-role");
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    let role = roles
+        .create(
+            &PostParams::default(),
+            &ClusterRole {
+                metadata: ObjectMeta {
+                    name: Some(role_name.clone()),
+                    ..ObjectMeta::default()
+                },
+                ..ClusterRole::default()
+            },
+        )
+        .await
+        .expect("role");
+    assert!(!cluster_scoped_behind(&roles, &at(&role_name, role.resource_version())).await);
+    assert!(cluster_scoped_behind(&roles, &at(&role_name, Some("1".into()))).await);
+    assert!(cluster_scoped_behind(&roles, &at(&role_name, None)).await);
+    roles
+        .delete(&role_name, &DeleteParams::default())
+        .await
+        .expect("delete role");
+    assert!(!cluster_scoped_behind(&roles, &at(&role_name, None)).await);
+    assert!(
+        cluster_scoped_behind(&roles, &at(&role_name, role.resource_version())).await,
+        "deleted on the server, still in the cache"
+    );
+
+    let policies: Api<ProviderPolicy> = Api::namespaced(admin.clone(), &w.customer);
+    let policy = policies
+        .create(
+            &PostParams::default(),
+            &ProviderPolicy::new(
+                "audit",
+                ProviderPolicySpec {
+                    rules: PolicyRules {
+                        mode: PolicyMode::Audit,
+                        allowed_providers: Some(vec![AllowedProvider {
+                            tenant: TenantId(w.provider_tenant.clone()),
+                            roles: None,
+                        }]),
+                        allowed_roles: None,
+                    },
+                },
+            ),
+        )
+        .await
+        .expect("policy");
+    let scope = vec![w.customer.name().to_string()];
+    let cluster: Vec<(String, SpecVersion)> = Api::<ClusterProviderPolicy>::all(admin.clone())
+        .list_metadata(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .iter()
+        .map(|p| (p.name_any(), spec_version_of(p)))
+        .collect();
+    let (uid, generation) = spec_version_of(&policy);
+    let mine = |generation: Option<i64>| {
+        (
+            w.customer.name().to_string(),
+            "audit".to_string(),
+            (uid.clone(), generation),
+        )
+    };
+    let current = policy_versions(cluster.clone(), [mine(generation)], &scope);
+    assert!(!policies_behind(&writer, &current, &scope).await);
+    // Its status, written by the operator for admission, decides nothing.
+    wait_until(TIMEOUT, "the policy's status", || {
+        let policies = policies.clone();
+        async move {
+            match policies.get("audit").await {
+                Ok(p) if p.status.is_some() => Ok(()),
+                _ => Err("no status yet".to_string()),
+            }
+        }
+    })
+    .await
+    .expect("status");
+    assert!(!policies_behind(&writer, &current, &scope).await);
+    let older = policy_versions(cluster.clone(), [mine(generation.map(|g| g - 1))], &scope);
+    assert!(policies_behind(&writer, &older, &scope).await);
+    let without = policy_versions(cluster.clone(), Vec::new(), &scope);
+    assert!(
+        policies_behind(&writer, &without, &scope).await,
+        "the policy exists though the cache has none"
+    );
+    assert!(
+        !policies_behind(&writer, &without, &[]).await,
+        "policies of other namespaces do not count"
+    );
+    policies
+        .delete("audit", &DeleteParams::default())
+        .await
+        .expect("delete policy");
+
+    // The race, end to end.
+    let tenant = namespaces
+        .get(w.customer.name())
+        .await
+        .expect("customer namespace")
+        .labels()
+        .get(TENANT)
+        .cloned()
+        .expect("tenant label");
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &w.customer);
+    let selector = format!(
+        "msp-operator.io/delegation-namespace={},msp-operator.io/delegation=d",
+        w.customer.name()
+    );
+    let deleted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let watch = {
+        let deleted = deleted.clone();
+        let config = watcher::Config::default().labels(&selector);
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher::watcher(bindings, config));
+            while let Some(event) = events.next().await {
+                if let Ok(watcher::Event::Delete(rb)) = event
+                    && let Ok(mut deleted) = deleted.lock()
+                {
+                    deleted.push(rb.name_any());
+                }
+            }
+        })
+    };
+    let delegations: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let status_watch = {
+        let refused = refused.clone();
+        let config = watcher::Config::default().fields("metadata.name=d");
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(watcher::watcher(delegations, config));
+            while let Some(event) = events.next().await {
+                let Ok(watcher::Event::Apply(d)) = event else {
+                    continue;
+                };
+                if let Some((status, reason, message)) = condition(&d, "Ready")
+                    && status == "False"
+                    && let Ok(mut refused) = refused.lock()
+                {
+                    refused.push(format!("{reason}: {message}"));
+                }
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let other = msp_testenv::unique_name("elsewhere");
+    let mut moved = Vec::new();
+    for round in 0..5 {
+        let ns = env
+            .namespace_with_labels(&format!("nsrace-m{round}"), &[(TENANT, &other)])
+            .await;
+        namespaces
+            .patch(
+                ns.name(),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "metadata": { "labels": { TENANT: tenant } } })),
+            )
+            .await
+            .expect("move the namespace");
+        moved.push(ns);
+        let mut names: Vec<&str> = vec![w.customer.name()];
+        names.extend(moved.iter().map(|n| n.name()));
+        apply(
+            &admin,
+            &delegation(
+                &w.customer,
+                "d",
+                (&w.provider, "o"),
+                "p",
+                "1.0.0",
+                Some(names),
+            ),
+        )
+        .await;
+        let target = moved[round].name().to_string();
+        wait_until(TIMEOUT, &format!("a grant in {target}"), || {
+            let admin = admin.clone();
+            let customer = w.customer.name().to_string();
+            let target = target.clone();
+            async move {
+                let granted = managed_bindings(&admin, &customer, "d")
+                    .await
+                    .iter()
+                    .any(|b| b.namespace().as_deref() == Some(target.as_str()));
+                if granted {
+                    Ok(())
+                } else {
+                    Err("not yet".to_string())
+                }
+            }
+        })
+        .await
+        .expect("granted in the moved namespace");
+    }
+    wait_condition(&admin, &w.customer, "d", "Ready", "True", Some("Granted")).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    watch.abort();
+    status_watch.abort();
+    assert_eq!(*deleted.lock().expect("deleted"), Vec::<String>::new());
+    assert_eq!(*refused.lock().expect("refused"), Vec::<String>::new());
+}

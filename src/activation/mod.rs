@@ -15,9 +15,10 @@ pub mod deadlines;
 pub mod decide;
 pub mod status;
 
-use crate::api::{Activation, ActivationPhase, Delegation, ManagedServiceOffer};
+use crate::api::{Activation, ActivationPhase, Delegation};
 use crate::delegation::validate::{Decision, NamespaceState};
 use crate::delegation::{STALE_CACHE_RETRY, confirm, resolve, validate};
+use crate::domain::conditions::Reason;
 use crate::domain::delegability::RoleCatalog;
 use crate::runtime::context::Context;
 use crate::runtime::errors::{self, Error};
@@ -201,9 +202,16 @@ pub async fn reconcile(activation: Arc<Activation>, ctx: Arc<Context>) -> Result
         // `delegation::confirm`) waits for the watch. Waiting extends no
         // access: the grant is the Delegation controller's, which confirms
         // the same way before it grants or revokes anything.
-        if let Some((delegation, offer)) = refused
+        if let Some((delegation, resolved, reason)) = refused
             && verdict.phase.is_final()
-            && confirm::offer_cache_behind(&ctx.writer, &delegation, offer.as_deref()).await
+            && confirm::refusal_cache_behind(
+                &ctx.writer,
+                &ctx.caches,
+                &delegation,
+                &resolved,
+                reason,
+            )
+            .await
         {
             return Ok(Action::requeue(STALE_CACHE_RETRY));
         }
@@ -216,9 +224,9 @@ pub async fn reconcile(activation: Arc<Activation>, ctx: Arc<Context>) -> Result
     .await
 }
 
-/// The Delegation whose decision refused, with the offer that decision
-/// read from the cache.
-type Refused = (Arc<Delegation>, Option<Arc<ManagedServiceOffer>>);
+/// The Delegation whose decision refused, with what that decision read
+/// from the caches and the reason it gave.
+type Refused = (Arc<Delegation>, resolve::Resolved, Reason);
 
 /// Where `activation` stands at `now`, from the caches, and the refusal it
 /// rests on, if any; `None` while its Delegation's consent is being
@@ -250,8 +258,9 @@ fn verdict(
     let namespaces = grantable(&decision);
     let refused = decision
         .outcome
-        .is_err()
-        .then(|| (delegation.clone(), resolved.offer.clone()));
+        .as_ref()
+        .err()
+        .map(|r| (delegation.clone(), resolved, r.reason));
     match grounds(&delegation, &decision, &digest, &namespaces) {
         Ok(None) => None,
         Ok(Some(grounds)) => Some((decide::decide(activation, Ok(grounds), now), None)),

@@ -82,8 +82,15 @@ async fn grant(delegation: &Delegation, ctx: &Context) -> Result<Action, Error> 
     let resolved = resolve::resolve(&ctx.caches, delegation);
     let roles = RoleCatalog::new(&resolved.cluster_roles);
     let mut decision = validate::decide_resolved(delegation, &resolved, &roles);
-    if decision.outcome.is_err()
-        && confirm::offer_cache_behind(&ctx.writer, delegation, resolved.offer.as_deref()).await
+    if let Err(refused) = &decision.outcome
+        && confirm::refusal_cache_behind(
+            &ctx.writer,
+            &ctx.caches,
+            delegation,
+            &resolved,
+            refused.reason,
+        )
+        .await
     {
         return Ok(Action::requeue(STALE_CACHE_RETRY));
     }
