@@ -799,6 +799,18 @@ fn reconciles_done(port: u16) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The operator's reconciles so far, by controller (its own counter).
+fn reconciles_by_controller(port: u16) -> BTreeMap<String, f64> {
+    let text = http_get(port, "/metrics")
+        .map(|(_, text)| text)
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("msp_operator_reconciles_total{controller=\""))
+        .filter_map(|rest| rest.split_once("\"} "))
+        .filter_map(|(controller, value)| Some((controller.to_string(), value.parse().ok()?)))
+        .collect()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -1034,6 +1046,8 @@ async fn run_size(
     let granted = count_managed(&admin, "msp-operator:reader").await;
     assert_eq!(granted, bindings_total, "every RoleBinding exists");
     eprintln!("bench: cold convergence {:.2}s", cold.as_secs_f64());
+    let cold_reconciles = reconciles_by_controller(operator.metrics_port);
+    eprintln!("bench: reconciles in the cold run, by controller: {cold_reconciles:?}");
     eprintln!("bench: API server requests, baseline (a) / cold convergence (every client):");
     let kinds: BTreeSet<&String> = required_requests
         .keys()
@@ -1232,6 +1246,7 @@ async fn run_size(
         },
         "cold_convergence": {
             "seconds": cold.as_secs_f64(),
+            "operator_reconciles_by_controller": cold_reconciles,
             "operator_startup_until_ready_seconds": startup.as_secs_f64(),
             "ratio_to_required_writes": cold.as_secs_f64() / required.as_secs_f64(),
             "ratio_to_raw_grants": cold.as_secs_f64() / baseline_create.as_secs_f64(),
