@@ -68,9 +68,8 @@ pub async fn reconcile(
             return Ok(Action::requeue(ctx.settings.resync));
         }
         // Only the adoption counts changed, and some delegations are still
-        // on their way to Ready: at most one write per interval (the first
-        // one an interval after the start). Settled counts are written at
-        // once.
+        // on their way to Ready: at most one write per interval. Settled
+        // counts are written at once.
         let key = keys::namespaced(&namespace, &name);
         let counts_only = offer
             .status
@@ -78,7 +77,7 @@ pub async fn reconcile(
             .is_some_and(|s| status::counts_only(s, &status));
         if counts_only
             && !status::settled(&status)
-            && let since = ctx.writer.status_written_ago(&key)
+            && let Some(since) = ctx.writer.status_written_ago(&key)
             && let interval = counts_interval(ctx.caches.offers.state().len())
             && since < interval
         {

@@ -35,9 +35,6 @@ pub struct Writer {
     events: Publisher,
     /// When each object's status was last written (by `namespace/name`).
     status_written: Mutex<HashMap<String, Instant>>,
-    /// When this writer was made: a status not written since counts as
-    /// written then.
-    started: Instant,
 }
 
 impl Writer {
@@ -56,7 +53,6 @@ impl Writer {
             revocations: tokio::sync::Semaphore::new(usize::from(concurrency.max(1))),
             own_writes: OwnWrites::default(),
             status_written: Mutex::new(HashMap::new()),
-            started: Instant::now(),
         }
     }
 
@@ -126,16 +122,12 @@ impl Writer {
         }
     }
 
-    /// How long ago the status of `key` was last written here; for one not
-    /// written since this writer was made (the process started), how long
-    /// ago that was. So a start, when every offer's counts move at once,
-    /// is no burst of writes.
-    pub fn status_written_ago(&self, key: &str) -> Duration {
+    /// How long ago the status of `key` was last written here, if ever.
+    pub fn status_written_ago(&self, key: &str) -> Option<Duration> {
         self.status_written
             .lock()
             .ok()
             .and_then(|w| w.get(key).map(|at| at.elapsed()))
-            .unwrap_or_else(|| self.started.elapsed())
     }
 
     /// Notes that the status of `key` was written now.
