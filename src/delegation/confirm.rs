@@ -40,7 +40,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -119,66 +119,59 @@ pub async fn refusal_cache_behind(
         return true;
     }
     let inputs = rests_on(reason, delegation, resolved);
-    let cached = |names: &[String],
-                  rv: &dyn Fn(&str) -> Option<String>|
-     -> BTreeMap<String, Option<String>> {
-        names.iter().map(|n| (n.clone(), rv(n))).collect()
-    };
     let client = &writer.client;
-    if !inputs.namespaces.is_empty() {
-        let versions = cached(&inputs.namespaces, &|n| {
-            caches
-                .namespaces
-                .get(&ObjectRef::new(n))
-                .and_then(|o| o.resource_version())
-        });
-        if namespaces_behind(writer, &versions).await {
-            return true;
-        }
+    if !inputs.namespaces.is_empty()
+        && namespaces_behind(writer, &cached(&caches.namespaces, &inputs.namespaces)).await
+    {
+        return true;
     }
-    if !inputs.cluster_roles.is_empty() {
-        let versions = cached(&inputs.cluster_roles, &|n| {
-            caches
-                .cluster_roles
-                .get(&ObjectRef::new(n))
-                .and_then(|o| o.resource_version())
-        });
-        if cluster_scoped_behind(&Api::<ClusterRole>::all(client.clone()), &versions).await {
-            return true;
-        }
+    if !inputs.cluster_roles.is_empty()
+        && cluster_scoped_behind(
+            &Api::<ClusterRole>::all(client.clone()),
+            &cached(&caches.cluster_roles, &inputs.cluster_roles),
+        )
+        .await
+    {
+        return true;
     }
-    if inputs.policies {
-        let versions = cached_policy_versions(caches, &inputs.namespaces);
-        if policies_behind(writer, &versions, &inputs.namespaces).await {
-            return true;
-        }
+    if inputs.policies
+        && policies_behind(
+            writer,
+            &cached_policy_versions(caches, &inputs.namespaces),
+            &inputs.namespaces,
+        )
+        .await
+    {
+        return true;
     }
-    if inputs.assignment_policy {
-        let name = [names::ASSIGNMENT_POLICY.to_string()];
-        let policy = cached(&name, &|n| {
-            caches
-                .assignment_policy
-                .get(&ObjectRef::new(n))
-                .and_then(|o| o.resource_version())
-        });
-        let binding = cached(&name, &|n| {
-            caches
-                .assignment_policy_binding
-                .get(&ObjectRef::new(n))
-                .and_then(|o| o.resource_version())
-        });
-        return cluster_scoped_behind(
+    let name = [names::ASSIGNMENT_POLICY.to_string()];
+    inputs.assignment_policy
+        && (cluster_scoped_behind(
             &Api::<ValidatingAdmissionPolicy>::all(client.clone()),
-            &policy,
+            &cached(&caches.assignment_policy, &name),
         )
         .await
             || cluster_scoped_behind(
                 &Api::<ValidatingAdmissionPolicyBinding>::all(client.clone()),
-                &binding,
+                &cached(&caches.assignment_policy_binding, &name),
             )
-            .await;
-    }
-    false
+            .await)
+}
+
+/// Each of `names` with the resourceVersion `store` holds (none: absent).
+fn cached<K>(store: &Store<K>, names: &[String]) -> BTreeMap<String, Option<String>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    names
+        .iter()
+        .map(|n| {
+            let rv = store
+                .get(&ObjectRef::new(n))
+                .and_then(|o| o.resource_version());
+            (n.clone(), rv)
+        })
+        .collect()
 }
 
 /// Every ClusterRole the plan a decision was about can grant: permanent,
