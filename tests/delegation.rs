@@ -1505,8 +1505,6 @@ async fn labels_and_finalizer_missing_at_admission_are_set_by_the_operator() {
 /// above is what the outcome of the race turns on.
 #[tokio::test]
 async fn a_version_accepted_right_after_it_is_published_never_interrupts_access() {
-    use futures::StreamExt;
-    use kube::runtime::watcher;
     use msp_operator::delegation::confirm::offer_cache_behind;
     let env = env();
     let admin = env.client().await;
@@ -1541,49 +1539,8 @@ async fn a_version_accepted_right_after_it_is_published_never_interrupts_access(
     assert!(offer_cache_behind(&writer, &elsewhere, Some(&current)).await);
     assert!(!offer_cache_behind(&writer, &elsewhere, None).await);
 
-    // The race, end to end: deletions of the Delegation's grants and
-    // refusals in its status are watched throughout.
-    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &w.customer);
-    let selector = format!(
-        "msp-operator.io/delegation-namespace={},msp-operator.io/delegation=d",
-        w.customer.name()
-    );
-    let deleted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let watch = {
-        let deleted = deleted.clone();
-        let config = watcher::Config::default().labels(&selector);
-        tokio::spawn(async move {
-            let mut events = std::pin::pin!(watcher::watcher(bindings, config));
-            while let Some(event) = events.next().await {
-                if let Ok(watcher::Event::Delete(rb)) = event
-                    && let Ok(mut deleted) = deleted.lock()
-                {
-                    deleted.push(rb.name_any());
-                }
-            }
-        })
-    };
-    let delegations: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
-    let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let status_watch = {
-        let refused = refused.clone();
-        let config = watcher::Config::default().fields("metadata.name=d");
-        tokio::spawn(async move {
-            let mut events = std::pin::pin!(watcher::watcher(delegations, config));
-            while let Some(event) = events.next().await {
-                let Ok(watcher::Event::Apply(d)) = event else {
-                    continue;
-                };
-                if let Some((status, reason, message)) = condition(&d, "Ready")
-                    && status == "False"
-                    && let Ok(mut refused) = refused.lock()
-                {
-                    refused.push(format!("{reason}: {message}"));
-                }
-            }
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    // The race, end to end.
+    let interruptions = Interruptions::watch(&admin, &w.customer, "d").await;
     for minor in 1..=5 {
         let version = format!("1.{minor}.0");
         apply(
@@ -1608,11 +1565,7 @@ async fn a_version_accepted_right_after_it_is_published_never_interrupts_access(
             Some(version.as_str())
         );
     }
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    watch.abort();
-    status_watch.abort();
-    assert_eq!(*deleted.lock().expect("deleted"), Vec::<String>::new());
-    assert_eq!(*refused.lock().expect("refused"), Vec::<String>::new());
+    interruptions.assert_none().await;
 }
 
 /// The same guard for every other input a refusal can rest on
@@ -1628,9 +1581,7 @@ async fn a_version_accepted_right_after_it_is_published_never_interrupts_access(
 /// is ever reported.
 #[tokio::test]
 async fn a_namespace_moved_into_the_tenant_and_delegated_at_once_never_interrupts_access() {
-    use futures::StreamExt;
     use k8s_openapi::api::core::v1::Namespace;
-    use kube::runtime::watcher;
     use msp_operator::delegation::confirm::{
         SpecVersion, cluster_scoped_behind, namespaces_behind, policies_behind, policy_versions,
         spec_version_of,
@@ -1774,47 +1725,7 @@ async fn a_namespace_moved_into_the_tenant_and_delegated_at_once_never_interrupt
         .get(TENANT)
         .cloned()
         .expect("tenant label");
-    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &w.customer);
-    let selector = format!(
-        "msp-operator.io/delegation-namespace={},msp-operator.io/delegation=d",
-        w.customer.name()
-    );
-    let deleted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let watch = {
-        let deleted = deleted.clone();
-        let config = watcher::Config::default().labels(&selector);
-        tokio::spawn(async move {
-            let mut events = std::pin::pin!(watcher::watcher(bindings, config));
-            while let Some(event) = events.next().await {
-                if let Ok(watcher::Event::Delete(rb)) = event
-                    && let Ok(mut deleted) = deleted.lock()
-                {
-                    deleted.push(rb.name_any());
-                }
-            }
-        })
-    };
-    let delegations: Api<Delegation> = Api::namespaced(admin.clone(), &w.customer);
-    let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let status_watch = {
-        let refused = refused.clone();
-        let config = watcher::Config::default().fields("metadata.name=d");
-        tokio::spawn(async move {
-            let mut events = std::pin::pin!(watcher::watcher(delegations, config));
-            while let Some(event) = events.next().await {
-                let Ok(watcher::Event::Apply(d)) = event else {
-                    continue;
-                };
-                if let Some((status, reason, message)) = condition(&d, "Ready")
-                    && status == "False"
-                    && let Ok(mut refused) = refused.lock()
-                {
-                    refused.push(format!("{reason}: {message}"));
-                }
-            }
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let interruptions = Interruptions::watch(&admin, &w.customer, "d").await;
     let other = msp_testenv::unique_name("elsewhere");
     let mut moved = Vec::new();
     for round in 0..5 {
@@ -1865,9 +1776,77 @@ async fn a_namespace_moved_into_the_tenant_and_delegated_at_once_never_interrupt
         .expect("granted in the moved namespace");
     }
     wait_condition(&admin, &w.customer, "d", "Ready", "True", Some("Granted")).await;
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    watch.abort();
-    status_watch.abort();
-    assert_eq!(*deleted.lock().expect("deleted"), Vec::<String>::new());
-    assert_eq!(*refused.lock().expect("refused"), Vec::<String>::new());
+    interruptions.assert_none().await;
+}
+
+/// A Delegation's interruptions from now on: every grant of it in its own
+/// namespace deleted, every `Ready=False` in its status.
+struct Interruptions {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    deleted: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    refused: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Interruptions {
+    /// Starts watching Delegation `name` in `namespace` (and lets the
+    /// watches start before anything happens).
+    async fn watch(admin: &kube::Client, namespace: &str, name: &str) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::watcher;
+        let deleted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), namespace);
+        let grants = watcher::Config::default().labels(&format!(
+            "msp-operator.io/delegation-namespace={namespace},msp-operator.io/delegation={name}"
+        ));
+        let on_delete = {
+            let deleted = deleted.clone();
+            tokio::spawn(async move {
+                let mut events = std::pin::pin!(watcher::watcher(bindings, grants));
+                while let Some(event) = events.next().await {
+                    if let Ok(watcher::Event::Delete(rb)) = event
+                        && let Ok(mut deleted) = deleted.lock()
+                    {
+                        deleted.push(rb.name_any());
+                    }
+                }
+            })
+        };
+        let delegations: Api<Delegation> = Api::namespaced(admin.clone(), namespace);
+        let this = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let on_refusal = {
+            let refused = refused.clone();
+            tokio::spawn(async move {
+                let mut events = std::pin::pin!(watcher::watcher(delegations, this));
+                while let Some(event) = events.next().await {
+                    let Ok(watcher::Event::Apply(d)) = event else {
+                        continue;
+                    };
+                    if let Some((status, reason, message)) = condition(&d, "Ready")
+                        && status == "False"
+                        && let Ok(mut refused) = refused.lock()
+                    {
+                        refused.push(format!("{reason}: {message}"));
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        Self {
+            tasks: vec![on_delete, on_refusal],
+            deleted,
+            refused,
+        }
+    }
+
+    /// After a second more for late events: no grant was deleted and no
+    /// refusal reported.
+    async fn assert_none(self) {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        assert_eq!(*self.deleted.lock().expect("deleted"), Vec::<String>::new());
+        assert_eq!(*self.refused.lock().expect("refused"), Vec::<String>::new());
+    }
 }
