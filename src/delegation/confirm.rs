@@ -30,7 +30,9 @@
 
 use crate::api::{ClusterProviderPolicy, Delegation, ManagedServiceOffer, ProviderPolicy};
 use crate::delegation::resolve::Resolved;
+use crate::delegation::validate;
 use crate::domain::conditions::Reason;
+use crate::domain::consent::AcceptedPlan;
 use crate::domain::names;
 use crate::runtime::caches::Caches;
 use crate::runtime::writer::Writer;
@@ -178,31 +180,27 @@ where
 /// eligible and delegated roles, from the consent record if there is one,
 /// else from the offer's plan.
 fn plan_roles(delegation: &Delegation, resolved: &Resolved) -> Vec<String> {
-    let (authorizations, eligible) = match resolved.snapshot.as_ref().or(resolved.carried.as_ref())
-    {
-        Some(plan) => (
-            plan.authorizations.clone(),
-            plan.eligible_authorizations.clone(),
-        ),
-        None => resolved
-            .offer
-            .as_ref()
-            .and_then(|o| o.spec.plans.iter().find(|p| p.name == delegation.spec.plan))
-            .map(|p| {
-                (
-                    p.authorizations.clone(),
-                    p.eligible_authorizations.clone().unwrap_or_default(),
-                )
-            })
-            .unwrap_or_default(),
+    let live = || {
+        let offer = resolved.offer.as_deref()?;
+        let plan = offer
+            .spec
+            .plans
+            .iter()
+            .find(|p| p.name == delegation.spec.plan)?;
+        Some(AcceptedPlan::from_offer(offer, plan))
     };
-    let mut roles: Vec<String> = authorizations
-        .iter()
-        .flat_map(|a| {
-            std::iter::once(a.role_ref.clone())
-                .chain(a.delegated_roles.iter().flatten().map(|r| r.0.clone()))
-        })
-        .chain(eligible.iter().map(|e| e.role_ref.clone()))
+    let Some(plan) = resolved
+        .snapshot
+        .clone()
+        .or_else(|| resolved.carried.clone())
+        .or_else(live)
+    else {
+        return Vec::new();
+    };
+    let mut roles: Vec<String> = validate::every_grant(&plan)
+        .into_iter()
+        .map(|(_, grant)| grant.role_ref)
+        .chain(validate::delegated_roles(&plan).into_iter().map(|(_, r)| r))
         .collect();
     roles.sort();
     roles.dedup();

@@ -387,7 +387,7 @@ fn namespace_states(cx: &Facts<'_>) -> Result<Vec<(String, NamespaceState)>, Ref
 /// that names it (`authorizations[0]`, `eligibleAuthorizations[1]`): an
 /// eligible role must be as delegable, and as knowingly accepted, as a
 /// permanent one.
-fn every_grant(plan: &AcceptedPlan) -> Vec<(String, Authorization)> {
+pub(crate) fn every_grant(plan: &AcceptedPlan) -> Vec<(String, Authorization)> {
     let permanent = plan
         .authorizations
         .iter()
@@ -422,7 +422,7 @@ fn every_grant(plan: &AcceptedPlan) -> Vec<(String, Authorization)> {
 /// (`authorizations[2].delegatedRoles[0]`): a provider can give them to the
 /// customer's ServiceAccounts, so policies and the customer's
 /// acknowledgement of workload power cover them as if granted directly.
-fn delegated_roles(plan: &AcceptedPlan) -> Vec<(String, String)> {
+pub(crate) fn delegated_roles(plan: &AcceptedPlan) -> Vec<(String, String)> {
     plan.authorizations
         .iter()
         .enumerate()
