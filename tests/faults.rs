@@ -855,6 +855,9 @@ async fn expired_watches_are_listed_again_without_undoing_grants() {
         "grants that stayed wanted were removed or re-created: {undone:#?}"
     );
     op.assert_running();
+    // The API server was restarted: the next test must not race its
+    // admission policies.
+    wait_for_policies(&admin).await;
     eprintln!(
         "faults: watch expiry: etcd compacted at revision {revision}, API server restarted, {} withdrawn and {n} created unseen; {lists} lists after SIGCONT, differences 0 after {:.1}s, 0 grants undone",
         n / 2,

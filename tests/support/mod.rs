@@ -126,6 +126,27 @@ pub async fn wait_for_policies(client: &Client) {
     )
     .await
     .unwrap_or_else(|e| panic!("{e:#}"));
+    // The provider-policy admission policies take their params from this
+    // project's CRDs; right after an API server (re)start they refuse every
+    // Delegation ("failed to find resource referenced by paramKind") until
+    // the server has found those kinds again.
+    let probe = msp_operator::fixtures::delegation(
+        "default",
+        "admission-probe",
+        ("default", "no-offer"),
+        "p",
+        "1.0.0",
+        None,
+    );
+    msp_testenv::wait_for_admission(
+        &Api::<Delegation>::namespaced(client.clone(), "default"),
+        &probe,
+        Duration::from_secs(60),
+        "the provider-policy admission policies to find their params",
+        |answer| !matches!(answer, Err(kube::Error::Api(s)) if s.message.contains("failed to configure policy")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Starts the operator (once per test binary) as user `msp-operator`, on a
