@@ -252,6 +252,14 @@ impl OperatorProcess {
         (hwm_kib / 1024.0, crate::process::cpu_seconds(pid))
     }
 
+    /// Starts a new peak: the kernel resets the process's peak RSS (VmHWM)
+    /// to its current RSS (`/proc/<pid>/clear_refs`, Linux 4.0+), so the
+    /// next [`OperatorProcess::usage`] reports the peak since this call.
+    /// False where the kernel refuses (the peak then runs on).
+    pub fn reset_peak(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
+    }
+
     /// SIGTERM and wait; returns [`OperatorProcess::usage`] from just before.
     pub fn stop(mut self) -> (f64, f64) {
         let usage = self.usage();
