@@ -540,7 +540,21 @@ async fn an_activation_that_expired_while_down_is_revoked_first() {
         .and_then(|s| s.expires_at)
         .expect("expiresAt")
         .0;
-    assert!(can(&alice, &c1, "delete", "", "pods").await);
+    // `Active` is the Activation controller's decision; the grant follows it
+    // in the Delegation controller's next reconcile.
+    msp_testenv::wait_until(TIMEOUT, "the activation granted", || {
+        let alice = alice.clone();
+        let ns = c1.to_string();
+        async move {
+            if can(&alice, &ns, "delete", "", "pods").await {
+                Ok(())
+            } else {
+                Err("not yet granted".to_string())
+            }
+        }
+    })
+    .await
+    .expect("granted");
     kill(&mut op).await;
 
     // The deadline passes while no operator runs; meanwhile a second
