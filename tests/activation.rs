@@ -853,3 +853,66 @@ async fn a_named_user_activates_and_a_role_that_stops_being_delegable_revokes() 
     )
     .await;
 }
+
+/// An activation beginning grants something new: the Delegation reports no
+/// drift for it. Its grant deleted behind the operator's back is drift:
+/// restored, and reported once (`DriftCorrected`, "restored 1 grant
+/// object(s)"), never also for the grant's beginning.
+#[tokio::test]
+async fn an_activation_beginning_is_no_drift_and_its_deleted_grant_is() {
+    use k8s_openapi::api::events::v1::Event;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let env = env();
+    let admin = env.client().await;
+    let w = world("jitdrift").await;
+    let alice = env.user_client(&w.alice, &[&w.oncall]).await;
+    accepted(&w, Vec::new(), None).await;
+    wait_may_request(&alice, &w.c1).await;
+    Api::<Activation>::namespaced(alice.clone(), &w.c1)
+        .create(
+            &PostParams::default(),
+            &activation(&w, "drift", "30m", Some("INC-7")),
+        )
+        .await
+        .expect("alice activates");
+    wait_phase(&admin, &w.c1, "drift", ActivationPhase::Active, None).await;
+    for ns in [&w.c1, &w.c2] {
+        wait_delete_pods(&alice, ns, true).await;
+    }
+
+    // Deleted in one namespace: restored.
+    let name = msp_operator::domain::names::activation_binding_name(&w.c1, "support", "drift");
+    Api::<RoleBinding>::namespaced(admin.clone(), &w.c1)
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete the activation's grant");
+    wait_event(&admin, &w.c1, "support", "DriftCorrected").await;
+    wait_delete_pods(&alice, &w.c1, true).await;
+
+    // One correction of one object: the beginning was not counted (it would
+    // show as a second occurrence of the same Event, or a second Event).
+    let events = Api::<Event>::namespaced(admin.clone(), &w.c1)
+        .list(&Default::default())
+        .await
+        .expect("events");
+    let corrections: Vec<(String, i32)> = events
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("support"))
+        .filter(|e| e.reason.as_deref() == Some("DriftCorrected"))
+        .map(|e| {
+            (
+                e.note.clone().unwrap_or_default(),
+                e.series.as_ref().map_or(1, |s| s.count),
+            )
+        })
+        .collect();
+    assert_eq!(
+        corrections,
+        vec![(
+            "restored 1 grant object(s) that were edited or deleted".to_string(),
+            1
+        )],
+        "one correction, for the deleted grant alone"
+    );
+}

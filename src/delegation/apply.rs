@@ -6,12 +6,14 @@
 
 use crate::api::Delegation;
 use crate::delegation::build::{self, Desired};
+use crate::delegation::drift::{self, BindingKey, InPlaceBefore};
 use crate::delegation::resolve::Resolved;
 use crate::delegation::snapshot;
 use crate::delegation::validate::Decision;
 use crate::domain::names;
 use crate::runtime::context::Context;
 use crate::runtime::errors::Error;
+use crate::runtime::keys;
 use crate::runtime::writer::Writer;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -177,18 +179,15 @@ pub async fn grants(
     desired: &Desired,
     decision: &Decision,
 ) -> Applied {
-    // A grant found missing while the same version was Ready was taken away
-    // behind the operator's back (drift); the grants of a newly accepted
-    // version are new.
-    let applied_version = delegation
-        .status
-        .as_ref()
-        .and_then(|s| s.applied_version.as_deref());
-    let previously_ready = crate::domain::conditions::delegation_ready(delegation)
-        && decision
-            .outcome
-            .as_ref()
-            .is_ok_and(|a| Some(a.plan.version.as_str()) == applied_version);
+    // A write repairs drift only where the grant had been in place (see
+    // `drift`); the grants of a new version, namespace or activation are new.
+    let key = keys::object(delegation);
+    let before = InPlaceBefore::new(
+        delegation,
+        decision,
+        desired,
+        ctx.seen_activation_grants.of(&key),
+    );
     let mut applied = Applied::default();
 
     for role in &desired.roles {
@@ -205,9 +204,12 @@ pub async fn grants(
         }
         let api: Api<Role> = ctx.writer.api(&ns);
         let result = ctx.writer.write_grant(&api, role, existing.is_some()).await;
-        applied.count_write(ns, existing.is_some() || previously_ready, result);
+        let repair = before.is_repair(&ns, existing.is_some(), None);
+        applied.count_write(ns, repair, result);
     }
-    role_bindings(ctx, desired, previously_ready, &mut applied).await;
+    let activations_in_place = role_bindings(ctx, desired, &before, &mut applied).await;
+    ctx.seen_activation_grants
+        .replace(&key, activations_in_place);
 
     // A binding that grants only what is still wanted, in a namespace where
     // a write failed, waits: its replacement may be what failed (bindings
@@ -290,13 +292,15 @@ async fn prune_unwanted(
 
 /// Writes the desired RoleBindings that are missing or differ, side by side;
 /// the writer keeps the operator's writes in flight at `concurrency` in
-/// total. Namespaces where a Role write already failed are skipped.
+/// total. Namespaces where a Role write already failed are skipped. Returns
+/// the activation bindings in place afterwards.
 async fn role_bindings(
     ctx: &Context,
     desired: &Desired,
-    previously_ready: bool,
+    before: &InPlaceBefore,
     applied: &mut Applied,
-) {
+) -> BTreeSet<BindingKey> {
+    let mut in_place = BTreeSet::new();
     let writes: Vec<_> = desired
         .role_bindings
         .iter()
@@ -314,6 +318,7 @@ async fn role_bindings(
                 .as_deref()
                 .is_some_and(|e| build::role_binding_matches(e, binding))
             {
+                in_place.extend(drift::activation_key(binding));
                 return None;
             }
             Some(async move {
@@ -334,16 +339,22 @@ async fn role_bindings(
                             .await
                     }
                 };
-                (ns, existing.is_some(), result)
+                (binding, existing.is_some(), result)
             })
         })
         .collect();
-    for (ns, existed, result) in side_by_side(ctx, writes).await {
+    for (binding, existed, result) in side_by_side(ctx, writes).await {
+        let ns = binding.namespace().unwrap_or_default();
+        let activation = drift::activation_key(binding);
         if result.is_err() {
             *applied.missing_bindings.entry(ns.clone()).or_default() += 1;
+        } else {
+            in_place.extend(activation.clone());
         }
-        applied.count_write(ns, existed || previously_ready, result);
+        let repair = before.is_repair(&ns, existed, activation);
+        applied.count_write(ns, repair, result);
     }
+    in_place
 }
 
 /// Deletes the objects among `owned` (this delegation's, from an index) that

@@ -24,6 +24,7 @@ pub mod build;
 pub mod cleanup;
 pub mod confirm;
 pub mod consent;
+pub mod drift;
 pub mod events;
 pub mod records;
 pub mod resolve;
@@ -58,6 +59,8 @@ pub async fn reconcile(delegation: Arc<Delegation>, ctx: Arc<Context>) -> Result
         }
         if delegation.metadata.deletion_timestamp.is_some() {
             cleanup::cleanup(&ctx.writer, &delegation).await?;
+            ctx.seen_activation_grants
+                .forget(&keys::object(delegation.as_ref()));
             return Ok(Action::await_change());
         }
         grant(&delegation, &ctx).await

@@ -65,6 +65,10 @@ pub struct Context {
     /// The activation grants' deadline timer (see
     /// [`crate::activation::deadlines`]).
     pub deadlines: crate::activation::deadlines::Deadlines,
+    /// The activation grants each Delegation's last reconcile found in
+    /// place, so a missing one tells drift from a grant just begun (see
+    /// [`crate::delegation::drift`]).
+    pub seen_activation_grants: crate::delegation::drift::SeenActivationGrants,
     /// True once the revocation pass after start has run
     /// ([`crate::delegation::revoke`]); grants wait for it.
     pub revoked: tokio::sync::watch::Receiver<bool>,

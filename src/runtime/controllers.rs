@@ -140,6 +140,7 @@ pub async fn run(
         settings: settings.clone(),
         failures: Failures::default(),
         deadlines,
+        seen_activation_grants: Default::default(),
         revoked: revoked_rx,
     });
     let config = Config::default().concurrency(settings.concurrency);
