@@ -208,23 +208,13 @@ async fn wait_delete_pods(client: &Client, namespace: &str, expected: bool) -> I
 /// Waits until `client` may create Activations in `namespace` (RBAC takes
 /// a moment to see a new binding).
 async fn wait_may_request(client: &Client, namespace: &str) {
-    msp_testenv::wait_until(TIMEOUT, "may create activations", || async move {
-        if can(
-            client,
-            namespace,
-            "create",
-            "msp-operator.io",
-            "activations",
-        )
-        .await
-        {
-            Ok(())
-        } else {
-            Err("not yet".to_string())
-        }
-    })
-    .await
-    .expect("requester right");
+    wait_can(
+        client,
+        namespace,
+        ("create", "msp-operator.io", "activations"),
+        true,
+    )
+    .await;
 }
 
 /// Publishes the offer and has the customer's admin accept it.

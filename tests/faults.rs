@@ -496,19 +496,13 @@ async fn an_activation_that_expired_while_down_is_revoked_first() {
     let kubeconfig = operator_kubeconfig("jitdown");
     let mut op = start(&kubeconfig, "jitdown", &[]);
     wait_condition(&admin, &c1, "d", "Ready", "True", Some("Granted")).await;
-    msp_testenv::wait_until(TIMEOUT, "may request", || {
-        let alice = alice.clone();
-        let ns = c1.to_string();
-        async move {
-            if can(&alice, &ns, "create", "msp-operator.io", "activations").await {
-                Ok(())
-            } else {
-                Err("not yet".to_string())
-            }
-        }
-    })
-    .await
-    .expect("requester right");
+    wait_can(
+        &alice,
+        &c1,
+        ("create", "msp-operator.io", "activations"),
+        true,
+    )
+    .await;
     let activation = fixtures::activation(
         &c1,
         "a",
@@ -542,19 +536,7 @@ async fn an_activation_that_expired_while_down_is_revoked_first() {
         .0;
     // `Active` is the Activation controller's decision; the grant follows it
     // in the Delegation controller's next reconcile.
-    msp_testenv::wait_until(TIMEOUT, "the activation granted", || {
-        let alice = alice.clone();
-        let ns = c1.to_string();
-        async move {
-            if can(&alice, &ns, "delete", "", "pods").await {
-                Ok(())
-            } else {
-                Err("not yet granted".to_string())
-            }
-        }
-    })
-    .await
-    .expect("granted");
+    wait_can(&alice, &c1, ("delete", "", "pods"), true).await;
     kill(&mut op).await;
 
     // The deadline passes while no operator runs; meanwhile a second
@@ -570,19 +552,7 @@ async fn an_activation_that_expired_while_down_is_revoked_first() {
     let returned = k8s_openapi::jiff::Timestamp::now();
     let started = Instant::now();
     let op = start(&kubeconfig, "jitdown", &[]);
-    msp_testenv::wait_until(TIMEOUT, "the expired grant gone", || {
-        let alice = alice.clone();
-        let ns = c1.to_string();
-        async move {
-            if can(&alice, &ns, "delete", "", "pods").await {
-                Err("still granted".to_string())
-            } else {
-                Ok(())
-            }
-        }
-    })
-    .await
-    .expect("revoked");
+    wait_can(&alice, &c1, ("delete", "", "pods"), false).await;
     let took = started.elapsed();
     wait_condition(&admin, &c2, "d", "Ready", "True", Some("Granted")).await;
     eprintln!(

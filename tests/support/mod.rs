@@ -334,6 +334,29 @@ pub async fn can(
         .is_some_and(|s| s.allowed)
 }
 
+/// Waits until whether `client` may `verb` `group`/`resource` in
+/// `namespace` (a SelfSubjectAccessReview, see [`can`]) is `expected`.
+pub async fn wait_can(
+    client: &Client,
+    namespace: &str,
+    (verb, group, resource): (&str, &str, &str),
+    expected: bool,
+) {
+    msp_testenv::wait_until(
+        TIMEOUT,
+        &format!("{verb} {group}/{resource} in {namespace} == {expected}"),
+        || async move {
+            if can(client, namespace, verb, group, resource).await == expected {
+                Ok(())
+            } else {
+                Err(format!("still {}", !expected))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 /// Waits until `client`'s access to pods in `ns` is `expected`.
 pub async fn wait_access(client: &Client, ns: &str, expected: bool) {
     wait_can_list::<k8s_openapi::api::core::v1::Pod>(client, ns, expected).await
