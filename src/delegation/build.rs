@@ -33,6 +33,19 @@ pub struct Desired {
     pub roles: Vec<Role>,
 }
 
+impl Desired {
+    /// The RoleBindings wanted in `namespace` other than activations' grants:
+    /// what the Delegation's status counts there (an activation's grant is
+    /// reported on its Activation).
+    pub fn standing_bindings_in(&self, namespace: &str) -> usize {
+        self.role_bindings
+            .iter()
+            .filter(|rb| rb.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|rb| !rb.labels().contains_key(names::ACTIVATION_LABEL))
+            .count()
+    }
+}
+
 fn subject(kind: PrincipalKind, name: &str, namespace: Option<&str>, offer_ns: &str) -> Subject {
     match kind {
         PrincipalKind::User | PrincipalKind::Group => Subject {

@@ -63,13 +63,8 @@ impl InPlaceBefore {
             .iter()
             .filter(|n| n.ready)
             .filter(|n| {
-                let wanted = desired
-                    .role_bindings
-                    .iter()
-                    .filter(|rb| rb.metadata.namespace.as_deref() == Some(n.name.as_str()))
-                    .filter(|rb| !is_activation(rb))
-                    .count();
-                usize::try_from(n.bindings).is_ok_and(|b| b == wanted)
+                usize::try_from(n.bindings)
+                    .is_ok_and(|b| b == desired.standing_bindings_in(&n.name))
             })
             .map(|n| n.name.clone())
             .collect();
@@ -100,11 +95,10 @@ impl InPlaceBefore {
 
 /// The key of `binding` if it is an activation's grant.
 pub fn activation_key(binding: &k8s_openapi::api::rbac::v1::RoleBinding) -> Option<BindingKey> {
-    is_activation(binding).then(|| (binding.namespace().unwrap_or_default(), binding.name_any()))
-}
-
-fn is_activation(binding: &k8s_openapi::api::rbac::v1::RoleBinding) -> bool {
-    binding.labels().contains_key(names::ACTIVATION_LABEL)
+    binding
+        .labels()
+        .contains_key(names::ACTIVATION_LABEL)
+        .then(|| (binding.namespace().unwrap_or_default(), binding.name_any()))
 }
 
 /// Per Delegation (`namespace/name`), the activation bindings the last
@@ -143,14 +137,10 @@ impl SeenActivationGrants {
         self.replace(delegation, BTreeSet::new());
     }
 
-    /// How many Delegations have an entry.
-    pub fn len(&self) -> usize {
+    /// How many Delegations have an entry (for the tests of its bound).
+    #[cfg(test)]
+    fn entries(&self) -> usize {
         self.by_delegation.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    /// True when no Delegation has an entry.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -280,11 +270,11 @@ mod tests {
         let grants: BTreeSet<BindingKey> = [("cust".to_string(), "act".to_string())].into();
         seen.replace("cust/dlg", grants.clone());
         assert_eq!(seen.of("cust/dlg"), grants);
-        assert_eq!(seen.len(), 1);
+        assert_eq!(seen.entries(), 1);
         seen.replace("cust/dlg", BTreeSet::new());
-        assert!(seen.is_empty(), "an empty entry is dropped");
+        assert_eq!(seen.entries(), 0, "an empty entry is dropped");
         seen.replace("cust/dlg", grants);
         seen.forget("cust/dlg");
-        assert!(seen.is_empty());
+        assert_eq!(seen.entries(), 0);
     }
 }

@@ -146,15 +146,7 @@ fn namespace_statuses(
         .map(|(ns, state)| {
             // Just-in-time grants are reported on their Activations: an
             // activation beginning or ending costs no Delegation status write.
-            let bindings = desired
-                .role_bindings
-                .iter()
-                .filter(|rb| rb.metadata.namespace.as_deref() == Some(ns))
-                .filter(|rb| {
-                    !rb.labels()
-                        .contains_key(crate::domain::names::ACTIVATION_LABEL)
-                })
-                .count() as i32;
+            let bindings = desired.standing_bindings_in(ns) as i32;
             let (ready, message) = match (state, applied.errors.get(ns)) {
                 (_, Some(error)) => (false, Some(format!("applying grants failed: {error}"))),
                 (NamespaceState::Grantable, None) => (true, None),
